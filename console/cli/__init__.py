@@ -1,0 +1,1 @@
+"""The `litesrl` headless command line (typer); every console action has a command here."""

@@ -1,0 +1,1 @@
+"""What runs on a board: the node agent, the wire protocol and telemetry providers."""
