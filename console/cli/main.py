@@ -15,6 +15,9 @@ from nodes.errors import NodeError
 # Each module exposes `register(app)`; torch is imported inside the commands, never here,
 # so `litesrl --help` and the console stay fast on a laptop.
 COMMAND_MODULES = (
+    "console.cli.tegrastats",
+    "console.cli.nodes",
+    "console.cli.partition",
 )
 
 app = typer.Typer(
@@ -25,6 +28,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+
+@app.callback()
+def _root() -> None:
+    """Lite-SRL self-supervised training on a Jetson cluster (or an emulated one on this machine)."""
+
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

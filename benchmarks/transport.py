@@ -1,0 +1,312 @@
+"""Loopback throughput of the DHP transport against a raw socket, asyncio streams and torch gloo.
+
+One command: ``.venv/bin/python benchmarks/transport.py``. For each method a receiver process takes
+``--messages`` tensors of ``--mb`` megabytes (float32, default 12.8 MB: an activation of the paper's
+partitions) and acknowledges each with a small message; the sender (this process) times the whole run,
+so every figure is one-way throughput with a per-message ack, the pattern of a pipeline stage. Also times
+the same tensor on an emulated 1 Gbit/s link. Prints a table and appends it to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import multiprocessing as mp
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from engine.io import atomic_write_text  # noqa: E402
+from nodes.wire import Connection, LinkShape, MessageType, connect, serve  # noqa: E402
+
+SECRET = b"benchmark-secret-0123456789abcdef"
+TARGET_GBPS = 2.0
+TARGET_FRACTION = 0.8
+
+
+def _numel(mb: float) -> int:
+    return int(mb * 1e6) // 4
+
+
+# ---- receivers: each runs in its own process, reports its port on `ready`, serves one sender, then
+# reports the CPU seconds it spent on the messages after the `warmup` first ones.
+
+
+def _raw_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ready.put(listener.getsockname()[1])
+        sock, _ = listener.accept()
+        with sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buf = memoryview(bytearray(numel * 4))
+            for i in range(messages):
+                if i == warmup:
+                    cpu = time.process_time()
+                got = 0
+                while got < len(buf):
+                    count = sock.recv_into(buf[got:])
+                    if count == 0:
+                        return
+                    got += count
+                sock.sendall(b"k")
+            ready.put(time.process_time() - cpu)
+
+
+def _streams_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for i in range(messages):
+                if i == warmup:
+                    cpu = time.process_time()
+                await reader.readexactly(numel * 4)
+                writer.write(b"k")
+                await writer.drain()
+            ready.put(time.process_time() - cpu)
+            writer.close()
+            done.set()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        ready.put(server.sockets[0].getsockname()[1])
+        await done.wait()
+        server.close()
+
+    asyncio.run(main())
+
+
+def _litesrl_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+    torch.set_num_threads(1)
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def handle(conn: Connection) -> None:
+            into = [torch.empty(numel)]  # allocated once, filled in place by every recv
+            for i in range(messages):
+                if i == warmup:
+                    cpu = time.process_time()
+                message = await conn.recv(into=into)
+                await conn.send(MessageType.PONG, {"step": message.header["step"]})
+            ready.put(time.process_time() - cpu)
+            done.set()
+
+        server = await serve("127.0.0.1", 0, handle, SECRET)
+        ready.put(server.address[1])
+        await done.wait()
+        await server.close()
+
+    asyncio.run(main())
+
+
+def _gloo_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    port = ready.get()  # the sender chose the rendezvous port
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=1, world_size=2)
+    buf, ack = torch.empty(numel), torch.ones(1)
+    for i in range(messages):
+        if i == warmup:
+            cpu = time.process_time()
+        dist.recv(buf, src=0)
+        dist.send(ack, dst=0)
+    ready.put(time.process_time() - cpu)
+    dist.destroy_process_group()
+
+
+# ---- senders: each returns (wall seconds, CPU seconds) taken by `messages` tensors after `warmup` untimed ones.
+
+
+def _raw_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
+    view = memoryview(tensor.numpy()).cast("B")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ack = bytearray(1)
+        for i in range(messages):
+            if i == warmup:
+                start, cpu = time.perf_counter(), time.process_time()
+            sock.sendall(view)
+            sock.recv_into(ack)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _streams_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
+    view = memoryview(tensor.numpy()).cast("B")
+
+    async def main() -> tuple[float, float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(messages):
+            if i == warmup:
+                start, cpu = time.perf_counter(), time.process_time()
+            writer.write(view)
+            await writer.drain()
+            await reader.readexactly(1)
+        elapsed = time.perf_counter() - start, time.process_time() - cpu
+        writer.close()
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def _litesrl_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int, shaping: LinkShape | None = None) -> tuple[float, float]:
+    async def main() -> tuple[float, float]:
+        conn = await connect("127.0.0.1", port, SECRET, shaping=shaping)
+        for i in range(messages):
+            if i == warmup:
+                start, cpu = time.perf_counter(), time.process_time()
+            await conn.send(MessageType.FORWARD, {"step": i}, [tensor])
+            await conn.recv()
+        elapsed = time.perf_counter() - start, time.process_time() - cpu
+        conn.close()
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def _gloo_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=2)
+    ack = torch.empty(1)
+    for i in range(messages):
+        if i == warmup:
+            start, cpu = time.perf_counter(), time.process_time()
+        dist.send(tensor, dst=1)
+        dist.recv(ack, src=1)
+    elapsed = time.perf_counter() - start, time.process_time() - cpu
+    dist.destroy_process_group()
+    return elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One method's run: wall seconds per message, and CPU seconds per message on each side."""
+
+    wall: float
+    cpu_send: float
+    cpu_recv: float
+
+
+def run_method(receiver: Callable, sender: Callable, tensor: torch.Tensor, messages: int, warmup: int, **kw) -> Trial:
+    """One receiver process and the sender in this process; figures per timed message."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    child = ctx.Process(target=receiver, args=(ready, tensor.numel(), messages + warmup, warmup))
+    child.start()
+    if receiver is _gloo_receiver:
+        port = _free_port()  # gloo's rendezvous port is chosen here and handed to the receiver
+        ready.put(port)
+    else:
+        port = ready.get(timeout=60)
+    try:
+        wall, cpu_send = sender(port, tensor, messages + warmup, warmup, **kw)
+        cpu_recv = ready.get(timeout=60)
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    return Trial(wall / messages, cpu_send / messages, cpu_recv / messages)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=12.8, help="tensor size in megabytes (1e6 bytes)")
+    parser.add_argument("--messages", type=int, default=40, help="timed messages per trial")
+    parser.add_argument("--trials", type=int, default=5, help="trials per method; the median is reported")
+    parser.add_argument("--no-gloo", action="store_true", help="skip torch.distributed gloo")
+    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    tensor = torch.randn(_numel(args.mb))
+    nbytes = tensor.numel() * 4
+    methods = [
+        ("raw blocking socket (sendall / recv_into)", _raw_receiver, _raw_sender),
+        ("asyncio streams (write+drain / readexactly)", _streams_receiver, _streams_sender),
+        ("litesrl Connection (send / recv into=)", _litesrl_receiver, _litesrl_sender),
+    ]
+    if not args.no_gloo:
+        methods.append(("torch.distributed gloo (send / recv)", _gloo_receiver, _gloo_sender))
+    # Trials go round the methods in turn, so a burst of load from elsewhere on the machine hits them alike.
+    trials: dict[str, list[Trial]] = {name: [] for name, _, _ in methods}
+    for number in range(1, args.trials + 1):
+        for name, receiver, sender in methods:
+            trial = run_method(receiver, sender, tensor, args.messages, warmup=3)
+            trials[name].append(trial)
+            print(f"trial {number}: {name:46s} {nbytes / trial.wall / 1e9:6.2f} GB/s", flush=True)
+    shape = LinkShape.from_mbit(1000, latency_ms=1.0)
+    shaped = run_method(_litesrl_receiver, _litesrl_sender, tensor, 5, warmup=1, shaping=shape).wall
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(getattr(t, field) for t in trials[name])
+
+    raw_gbps = nbytes / median(methods[0][0], "wall") / 1e9
+    lines = [
+        f"| method | GB/s | ms per {args.mb:g} MB | % of raw socket | CPU ms/msg sender | CPU ms/msg receiver |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, _, _ in methods:
+        wall = median(name, "wall")
+        gbps = nbytes / wall / 1e9
+        lines.append(
+            f"| {name} | {gbps:.2f} | {wall * 1e3:.2f} | {100 * gbps / raw_gbps:.0f} % "
+            f"| {median(name, 'cpu_send') * 1e3:.2f} | {median(name, 'cpu_recv') * 1e3:.2f} |"
+        )
+    ours = nbytes / median(methods[2][0], "wall") / 1e9
+    verdict = (
+        f"Target >= {TARGET_GBPS:g} GB/s and >= {TARGET_FRACTION:.0%} of raw: "
+        f"{'met' if ours >= TARGET_GBPS and ours >= TARGET_FRACTION * raw_gbps else 'NOT met'} "
+        f"({ours:.2f} GB/s, {100 * ours / raw_gbps:.0f} % of raw)."
+    )
+    shaped_line = (
+        f"Emulated 1 Gbit/s + 1 ms link: {shaped * 1e3:.1f} ms per {args.mb:g} MB tensor "
+        f"(expected {shape.transfer_time(nbytes) * 1e3:.1f} ms + ack round trip)."
+    )
+    load = "load average %.2f %.2f %.2f" % os.getloadavg()
+    table = "\n".join(lines)
+    print()
+    print(table)
+    print(verdict)
+    print(shaped_line)
+    print(load)
+    if not args.no_record:
+        record(args, table, "\n".join([verdict, shaped_line, f"Machine {load} at the end of the run."]))
+
+
+def record(args: argparse.Namespace, table: str, notes: str) -> None:
+    """Append this run as a section of BENCHMARKS.md (atomically: read, add, replace)."""
+    path = REPO / "BENCHMARKS.md"
+    existing = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    command = "python benchmarks/transport.py" + "".join(f" {a}" for a in sys.argv[1:])
+    section = (
+        f"\n## DHP transport throughput ({datetime.date.today().isoformat()})\n\n"
+        f"- command: `{command}`\n"
+        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}\n"
+        f"- loopback, float32 tensor of {args.mb:g} MB, {args.messages} timed messages each acknowledged, "
+        f"median of {args.trials} trials, receiver in a separate process\n\n"
+        f"{table}\n\n{notes}\n"
+    )
+    atomic_write_text(path, existing.rstrip("\n") + "\n" + section)
+
+
+if __name__ == "__main__":
+    main()

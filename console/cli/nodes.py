@@ -1,0 +1,272 @@
+"""`litesrl nodes ...`: list, check, trust, deploy, start, stop and status of the Jetson nodes over SSH.
+
+Exit codes: 0 every node ok; 1 other error (e.g. no cluster secret); 2 bad inventory; 3 some node
+failed or could not be reached (the table or JSON says which and why); 130 interrupted.
+The inventory comes from ``--inventory``, else ``$LITESRL_INVENTORY``, else ``~/.config/litesrl/inventory.toml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from console.errors import FleetError
+from console.fleet.inventory import Inventory, NodeSpec, load_inventory
+
+EXIT_NODE_FAILED = FleetError.exit_code
+
+nodes_app = typer.Typer(
+    name="nodes",
+    help="Drive the Jetson nodes of the inventory over SSH (list, check, trust, deploy, start, stop, status).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+InventoryOpt = Annotated[Optional[Path], typer.Option(
+    "--inventory", "-i", help="Inventory TOML (default: $LITESRL_INVENTORY, else ~/.config/litesrl/inventory.toml).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts instead of tables.")]
+NodesArg = Annotated[Optional[list[str]], typer.Argument(help="Node names (default: every node).", show_default=False)]
+TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Only nodes carrying this tag (repeatable).")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``nodes`` command group to the ``litesrl`` app."""
+    app.add_typer(nodes_app, name="nodes")
+
+
+@nodes_app.command("list")
+def list_nodes(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the inventory's nodes with their effective SSH target (after ~/.ssh/config); no network."""
+    from console.fleet.target import resolve_target
+
+    inv = load_inventory(inventory)
+    targets = [resolve_target(node, inv.cluster) for node in inv.nodes]
+    if as_json:
+        _print_json({"cluster": inv.cluster, "nodes": [
+            {**_plain(node), "ssh": _plain(target)} for node, target in zip(inv.nodes, targets)]})
+        return
+    table = _table("node", "ssh", "board", "memory", "data", "agent", "tags")
+    table.title = f"cluster {inv.cluster.name} ({inv.path})"
+    for node, target in zip(inv.nodes, targets):
+        alias = f" ({node.host})" if node.host != target.hostname else ""
+        table.add_row(node.name, target.address + alias, node.board, _size(node.memory_budget),
+                      node.data_path or "-", f"{node.agent_bind}:{node.agent_port}", ", ".join(node.tags))
+    Console().print(table)
+
+
+@nodes_app.command()
+def check(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Probe each node: board, L4T/JetPack, Python, torch/CUDA, memory, disk, installed litesrl."""
+    from console.fleet.check import check_node
+
+    inv, selected = _select(inventory, nodes, tag)
+    outcomes = _each(inv, selected, check_node)
+    table = _table("node", "ssh", "board", "L4T / JetPack", "python", "torch / CUDA", "memory free/total",
+                   "disk free", "litesrl", "problems")
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            table.add_row(o.node, _state(o), *[""] * 7, f"[red]{o.error or o.status.reason}")
+            continue
+        board = r.detected_board or r.model or r.board
+        cuda = ("CUDA " + (r.cuda_device or "yes")) if r.cuda else "no CUDA"
+        table.add_row(o.node, _state(o), board, f"{r.l4t or '-'} / {r.jetpack or '-'}", r.python,
+                      f"{r.torch or 'none'} / {cuda}" if r.torch else "[red]none",
+                      f"{_size(r.mem_available)} / {_size(r.mem_total)}", _size(r.disk_free), r.litesrl or "-",
+                      "[red]" + "; ".join(r.problems) if r.problems else "[green]ready")
+    _finish(outcomes, as_json, table, ok=lambda o: o.ok and o.value.ready)
+
+
+@nodes_app.command()
+def trust(
+    node: Annotated[str, typer.Argument(help="Node whose SSH host key to trust.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Trust without asking (scripts; check the fingerprint another way).")] = False,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the node's host key fingerprint (SHA256) and, once confirmed, add it to known_hosts."""
+    from console.fleet.hostkeys import KeyVerdict, add_known_host, fetch_host_key, fingerprint, verdict
+    from console.fleet.target import resolve_target
+
+    inv = load_inventory(inventory)
+    target = resolve_target(inv.node(node), inv.cluster)
+    key = asyncio.run(fetch_host_key(target, inv.cluster.connect_timeout))
+    state, _ = verdict(target, key)
+    result = {"node": node, "host": target.known_hosts_name, "fingerprint": fingerprint(key),
+              "known_hosts": str(target.known_hosts), "added": False}
+    if state is KeyVerdict.TRUSTED:
+        _say(as_json, result, f"{node}: {target.known_hosts_name} is already trusted ({fingerprint(key)})")
+        return
+    if state is KeyVerdict.MISMATCH:
+        add_known_host(target, key)  # raises the CHANGED-key error with the commands to resolve it
+    if not yes:
+        if not sys.stdin.isatty():
+            raise FleetError(f"{node}: refusing to trust {fingerprint(key)} without confirmation: pass --yes")
+        typer.echo(f"{node}: {target.known_hosts_name} offers {key.get_algorithm()} key {fingerprint(key)}")
+        if not typer.confirm(f"Add it to {target.known_hosts}?", default=False):
+            raise FleetError(f"{node}: host key not trusted")
+    add_known_host(target, key)
+    result["added"] = True
+    _say(as_json, result, f"{node}: added {fingerprint(key)} for {target.known_hosts_name} to {target.known_hosts}")
+
+
+@nodes_app.command()
+def deploy(
+    nodes: NodesArg = None,
+    tag: TagOpt = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the wheel even if one is cached for this version.")] = False,
+    with_deps: Annotated[bool, typer.Option("--with-deps", help="Let pip install dependencies too (default --no-deps: JetPack's torch is reused).")] = False,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build this project's wheel, upload it over SFTP and install it into each node's venv."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from console.fleet.deploy import deploy_node
+    from console.fleet.wheel import build_wheel
+
+    inv, selected = _select(inventory, nodes, tag)
+    console = Console(stderr=True, quiet=as_json)
+    with console.status("building the litesrl wheel"):
+        wheel = asyncio.run(build_wheel(rebuild=rebuild))
+    console.print(f"wheel: {wheel}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
+                  disable=as_json) as progress:
+        tasks = {n.name: progress.add_task(f"{n.name}: connecting", total=None) for n in selected}
+
+        def reporter(name: str) -> Callable[[str, int, int], None]:
+            def report(step: str, done: int, total: int) -> None:
+                progress.update(tasks[name], description=f"{name}: {step}", completed=done, total=total or None)
+            return report
+
+        outcomes = _each(inv, selected, lambda conn: deploy_node(
+            conn, wheel, with_deps=with_deps, progress=reporter(conn.node.name)))
+    table = _table("node", "ssh", "litesrl", "venv", "result")
+    for o in outcomes:
+        r = o.value
+        table.add_row(o.node, _state(o), r.version if r else "", r.venv if r else "",
+                      ("[green]installed" + (" (new venv)" if r.created_venv else "")) if r else f"[red]{o.error or o.status.reason}")
+    _finish(outcomes, as_json, table)
+
+
+@nodes_app.command()
+def start(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Copy the cluster secret to each node and start its agent detached (it survives SSH disconnects)."""
+    from nodes.wire.auth import load_secret
+
+    from console.fleet.agent import start_agent
+
+    inv, selected = _select(inventory, nodes, tag)
+    secret = load_secret(inv.cluster.secret_file)
+    _agent_table(_each(inv, selected, lambda conn: start_agent(conn, secret)), as_json)
+
+
+@nodes_app.command()
+def stop(
+    nodes: NodesArg = None,
+    tag: TagOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds between SIGTERM and SIGKILL.")] = 10.0,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop each node's agent: SIGTERM, then SIGKILL after --timeout seconds."""
+    from console.fleet.agent import stop_agent
+
+    inv, selected = _select(inventory, nodes, tag)
+    _agent_table(_each(inv, selected, lambda conn: stop_agent(conn, timeout)), as_json)
+
+
+@nodes_app.command()
+def status(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the SSH state of each node and whether its agent runs, with the end of its log."""
+    from console.fleet.agent import agent_status
+
+    inv, selected = _select(inventory, nodes, tag)
+    _agent_table(_each(inv, selected, agent_status), as_json, show_log=True)
+
+
+def _agent_table(outcomes: list, as_json: bool, show_log: bool = False) -> None:
+    table = _table("node", "ssh", "agent", "pid", *(("log",) if show_log else ()))
+    for o in outcomes:
+        r = o.value
+        if r is None:
+            table.add_row(o.node, _state(o), f"[red]{o.error or o.status.reason}", "", *([""] if show_log else []))
+            continue
+        word = "running" if r.running else "stopped"
+        shown = word if r.action == "status" else f"{r.action}"
+        table.add_row(o.node, _state(o), f"[green]{shown}" if r.running else shown, str(r.pid or ""),
+                      *(["\n".join(r.log_tail[-5:])] if show_log else []))
+    _finish(outcomes, as_json, table)
+
+
+def _select(inventory: Path | None, names: list[str] | None, tags: list[str] | None) -> tuple[Inventory, tuple[NodeSpec, ...]]:
+    inv = load_inventory(inventory)
+    return inv, inv.select(names or (), tags or ())
+
+
+def _each(inv: Inventory, nodes: tuple[NodeSpec, ...], action: Callable) -> list:
+    from console.fleet.fleet import Fleet
+
+    async def run() -> list:
+        async with Fleet(inv, nodes) as fleet:
+            return await fleet.each(action)
+
+    return asyncio.run(run())
+
+
+def _finish(outcomes: list, as_json: bool, table: Table, ok: Callable[[Any], bool] = lambda o: o.ok) -> None:
+    all_ok = all(ok(o) for o in outcomes)
+    if as_json:
+        _print_json({"ok": all_ok, "nodes": [
+            {"node": o.node, "ok": ok(o), "state": o.status.state.value, "reason": o.status.reason,
+             "error": o.error, "result": _plain(o.value) if o.value is not None else None} for o in outcomes]})
+    else:
+        Console().print(table)
+    if not all_ok:
+        raise typer.Exit(EXIT_NODE_FAILED)
+
+
+def _table(*columns: str) -> Table:
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _state(outcome: Any) -> str:
+    state = outcome.status.state.value
+    return f"[green]{state}" if outcome.status.ok else f"[red]{state}"
+
+
+def _say(as_json: bool, result: dict, text: str) -> None:
+    if as_json:
+        _print_json(result)
+    else:
+        typer.echo(text)
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def _print_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, default=lambda v: _plain(v) if is_dataclass(v) else str(v)))
+
+
+def _size(count: int | None) -> str:
+    if count is None:
+        return "-"
+    value, unit = float(count), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"

@@ -1,0 +1,48 @@
+"""Transforms torchvision lacks: exact 90-degree rotations and multiplicative Gamma speckle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+
+class RandomRot90(v2.Transform):
+    """Rotate by 0, 90, 180 or 270 degrees, chosen uniformly; exact (no interpolation).
+
+    Overhead scenes have no "up", so all four orientations are equally valid views.
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"k": int(torch.randint(0, 4, ()).item())}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["k"] == 0:
+            return inpt
+        return torch.rot90(inpt, params["k"], dims=(-2, -1))
+
+
+class GammaSpeckle(v2.Transform):
+    """Multiplicative speckle: intensity I' = I * G, G ~ Gamma(L, 1/L) (mean 1, variance 1/L).
+
+    Works on float images in [0, 1] read as amplitude, so the amplitude is multiplied by sqrt(G).
+    The number of looks L is drawn per image from ``looks`` (fewer looks = stronger speckle): a SAR
+    scene re-imaged with independent speckle is the same scene, which is the invariance we want.
+    """
+
+    def __init__(self, looks: tuple[float, float] = (2.0, 10.0)) -> None:
+        super().__init__()
+        self.looks = looks
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        low, high = self.looks
+        return {"looks": float(torch.empty(()).uniform_(low, high))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
+            raise TypeError("GammaSpeckle expects a float image tensor in [0, 1]")
+        looks = params["looks"]
+        gamma = torch.distributions.Gamma(torch.tensor(looks), torch.tensor(looks))
+        noise = gamma.sample(inpt.shape[-2:]).sqrt()
+        return (inpt * noise).clamp_(0.0, 1.0)

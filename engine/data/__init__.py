@@ -1,0 +1,1 @@
+"""Datasets: image decoding (optical and SAR), ImageFolder scanning, splits, tiling, synthetic scenes."""

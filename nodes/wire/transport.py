@@ -1,0 +1,408 @@
+"""Framed, authenticated TCP connections on asyncio: zero-copy tensor sends, in-place receives, timeouts.
+
+This is the only code that touches the sockets between nodes. A :class:`Connection` wraps one
+non-blocking TCP socket (``TCP_NODELAY``): :meth:`Connection.send` hands the socket a memoryview of each
+contiguous CPU tensor (no ``tobytes()``, no header+payload concatenation for large frames) and
+:meth:`Connection.recv` reads with ``recv_into`` straight into the memory of the tensors it returns
+(preallocated ones from ``into=`` when they match). :func:`serve` and :func:`connect` open connections
+and run the mutual handshake of :mod:`nodes.wire.auth` before anything else is exchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence, TypeVar
+
+import torch
+
+from nodes.errors import AuthError, NodeError, ProtocolError
+from nodes.wire.auth import authenticate_client, authenticate_server
+from nodes.wire.frame import (
+    PREFIX,
+    FrameLimits,
+    MessageType,
+    TensorSpec,
+    decode_header,
+    decode_prefix,
+    encode_header,
+    encode_prefix,
+    spec_for,
+)
+from nodes.wire.shaping import LinkShape, Pacer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds any single wait on the socket (connect, a read, a send slice) may last."""
+COALESCE_BYTES = 64 * 1024
+"""Frames up to this size are joined into one buffer and sent with one call (one packet on
+TCP_NODELAY); larger ones go out as header, then each tensor's own memory."""
+SEND_SLICE_BYTES = 4 * 1024 * 1024
+"""Large buffers are handed to the socket in slices of at most this size, each under the timeout,
+so the timeout bounds a stall rather than the transfer time of a 1 GiB frame."""
+
+T = TypeVar("T")
+Handler = Callable[["Connection"], Awaitable[None]]
+
+
+class TransportTimeout(NodeError, TimeoutError):
+    """A socket wait (connect, read or send) lasted longer than the connection's timeout."""
+
+
+class ConnectionClosed(NodeError):
+    """The connection could not be opened, was reset, or the peer closed it (possibly mid-frame)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One received frame."""
+
+    type: MessageType
+    header: dict[str, Any]
+    """The sender's ``header`` dict, as JSON round-trips it."""
+    tensors: tuple[torch.Tensor, ...]
+    """Contiguous CPU tensors, in the order they were sent."""
+
+
+class Connection:
+    """One framed TCP connection. Sends are serialised with each other and receives with each other,
+    so one task may send while another receives."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        limits: FrameLimits = FrameLimits(),
+        shaping: LinkShape | None = None,
+    ) -> None:
+        """Take ownership of a connected TCP socket (made non-blocking, ``TCP_NODELAY``).
+
+        ``timeout`` bounds every wait, ``limits`` every frame received or sent, and ``shaping`` (off by
+        default) emulates a slower link on what this side sends.
+        """
+        if not timeout > 0:
+            raise NodeError(f"connection timeout must be > 0 s, got {timeout}")
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        self.limits = limits
+        self._sock = sock
+        self._pacer = Pacer(shaping) if shaping is not None else None
+        host, port = sock.getpeername()[:2]
+        self.peer = f"{host}:{port}"
+        """``host:port`` of the other end, for messages and logs."""
+        self._prefix_buf = bytearray(PREFIX.size)
+        self._header_buf = bytearray(4096)
+        self._send_lock = asyncio.Lock()
+        self._recv_lock = asyncio.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._sock.fileno() == -1
+
+    def close(self) -> None:
+        """Close the socket; later sends and receives raise :class:`ConnectionClosed`.
+
+        Call it from the task that uses the connection, or after cancelling the others: a receive left
+        waiting in another task on a closed socket only ends at its timeout.
+        """
+        self._sock.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def send(
+        self,
+        msg_type: MessageType,
+        header: Mapping[str, Any] | None = None,
+        tensors: Sequence[torch.Tensor] = (),
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Send one frame of ``msg_type`` with a JSON-serialisable ``header`` and ``tensors``.
+
+        Tensors on another device are copied to the CPU and non-contiguous ones made contiguous (one copy
+        each); contiguous CPU tensors are sent from their own memory. Raises :class:`ProtocolError` for a
+        header that is not JSON or a frame over the limits (nothing is sent), :class:`TransportTimeout`,
+        or :class:`ConnectionClosed`.
+        """
+        wait = self.timeout if timeout is None else timeout
+        wire = [_to_wire(t) for t in tensors]
+        specs = [spec for spec, _ in wire]
+        head_body = encode_header(header or {}, specs)
+        payload_len = sum(spec.nbytes for spec in specs)
+        if len(head_body) > self.limits.max_header_bytes:
+            raise ProtocolError(f"header of {len(head_body)} bytes exceeds the limit of {self.limits.max_header_bytes}")
+        if payload_len > self.limits.max_payload_bytes:
+            raise ProtocolError(f"payload of {payload_len} bytes exceeds the limit of {self.limits.max_payload_bytes}")
+        head = encode_prefix(msg_type, len(head_body), payload_len) + head_body
+        views = [_byte_view(t) for spec, t in wire if spec.nbytes]
+        async with self._send_lock:
+            if self._pacer is not None:
+                await self._pacer.start_frame()
+            if len(head) + payload_len <= COALESCE_BYTES:
+                await self._send_buffer(b"".join([head, *views]), wait)
+            else:
+                await self._send_buffer(head, wait)
+                for view in views:
+                    await self._send_buffer(view, wait)
+
+    async def recv(self, *, into: Sequence[torch.Tensor] = (), timeout: float | None = None) -> Message:
+        """Receive one frame.
+
+        ``into`` offers preallocated tensors: the i-th received tensor is read in place into ``into[i]``
+        when dtype and shape match (and it is a contiguous CPU tensor), else into a new tensor. Raises
+        :class:`ProtocolError` for a malformed or oversized frame (checked before allocating),
+        :class:`TransportTimeout` when a wait exceeds ``timeout`` (default: the connection's), or
+        :class:`ConnectionClosed` when the peer goes away. After a :class:`ProtocolError` the stream is
+        out of step: close the connection.
+        """
+        wait = self.timeout if timeout is None else timeout
+        async with self._recv_lock:
+            await self._recv_exactly(memoryview(self._prefix_buf), wait, "the frame prefix")
+            prefix = decode_prefix(self._prefix_buf, self.limits)
+            if len(self._header_buf) < prefix.header_len:
+                self._header_buf = bytearray(prefix.header_len)
+            header_view = memoryview(self._header_buf)[: prefix.header_len]
+            await self._recv_exactly(header_view, wait, "the frame header")
+            meta, specs = decode_header(header_view, prefix.payload_len)
+            tensors = []
+            for i, spec in enumerate(specs):
+                tensor = _reusable(into[i], spec) if i < len(into) else None
+                if tensor is None:
+                    tensor = torch.empty(spec.shape, dtype=getattr(torch, spec.dtype))
+                if spec.nbytes:
+                    await self._recv_exactly(_byte_view(tensor), wait, f"tensor {i}")
+                tensors.append(tensor)
+        return Message(prefix.type, meta, tuple(tensors))
+
+    async def _recv_exactly(self, view: memoryview, timeout: float, what: str) -> None:
+        """Fill ``view`` from the socket; read directly while data is buffered, wait on the loop otherwise."""
+        loop = asyncio.get_running_loop()
+        got, size = 0, len(view)
+        while got < size:
+            try:
+                count = self._sock.recv_into(view[got:])
+            except BlockingIOError:
+                # Waiting on the loop costs a task per wait, so it is only paid when the socket is empty.
+                count = await self._within(loop.sock_recv_into(self._sock, view[got:]), timeout, f"receiving {what}")
+            except OSError as exc:
+                raise ConnectionClosed(f"connection to {self.peer} failed while receiving {what}: {_reason(exc)}") from None
+            if count == 0:
+                if what == "the frame prefix" and got == 0:
+                    raise ConnectionClosed(f"{self.peer} closed the connection")
+                raise ConnectionClosed(f"{self.peer} closed the connection mid-frame ({what}: {got} of {size} bytes)")
+            got += count
+
+    async def _send_buffer(self, data: bytes | memoryview, timeout: float) -> None:
+        """Send all of ``data`` from its own memory, in slices bounded by the timeout and the link shape."""
+        loop = asyncio.get_running_loop()
+        view = memoryview(data).cast("B")
+        step = SEND_SLICE_BYTES if self._pacer is None else self._pacer.slice_bytes
+        sent = 0
+        while sent < len(view):
+            piece = view[sent : sent + step]
+            if self._pacer is not None:
+                await self._pacer.admit(len(piece))
+            try:
+                done = self._sock.send(piece)
+            except BlockingIOError:
+                done = 0
+            except OSError as exc:
+                raise ConnectionClosed(f"connection to {self.peer} failed while sending: {_reason(exc)}") from None
+            if done < len(piece):
+                await self._within(loop.sock_sendall(self._sock, piece[done:]), timeout, "sending")
+            sent += len(piece)
+
+    async def _within(self, wait: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
+        """Await a socket operation of the loop, turning its failures into this package's errors."""
+        try:
+            return await asyncio.wait_for(wait, timeout)
+        except asyncio.TimeoutError:  # before OSError: since Python 3.11 TimeoutError is one
+            raise TransportTimeout(f"{self.peer} did not make progress for {timeout:g} s while {what}") from None
+        except OSError as exc:
+            raise ConnectionClosed(f"connection to {self.peer} failed while {what}: {_reason(exc)}") from None
+
+
+def _to_wire(tensor: torch.Tensor) -> tuple[TensorSpec, torch.Tensor]:
+    """The spec of ``tensor`` and a contiguous CPU tensor holding its data (itself when already so)."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    if not tensor.is_contiguous():
+        tensor = tensor.contiguous()
+    return spec_for(str(tensor.dtype).removeprefix("torch."), tensor.shape), tensor
+
+
+def _byte_view(tensor: torch.Tensor) -> memoryview:
+    """A writable byte view of a non-empty contiguous CPU tensor's memory (no copy)."""
+    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+
+
+def _reusable(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor | None:
+    """``tensor`` if a frame's tensor of ``spec`` can be read into it in place, else None."""
+    if (
+        tensor.device.type == "cpu"
+        and tensor.is_contiguous()
+        and str(tensor.dtype).removeprefix("torch.") == spec.dtype
+        and tuple(tensor.shape) == spec.shape
+    ):
+        return tensor
+    return None
+
+
+class Server:
+    """A listening socket that authenticates each connection and runs a handler on it; see :func:`serve`."""
+
+    def __init__(self, listener: socket.socket, handler: Handler, secret: bytes, options: dict[str, Any]) -> None:
+        self._listener = listener
+        self._handler = handler
+        self._secret = secret
+        self._options = options
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The ``(host, port)`` the server listens on (the real port when 0 was asked)."""
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    async def close(self) -> None:
+        """Stop accepting, cancel the handlers of open connections and wait for them to finish."""
+        self._accepting.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(self._accepting, *self._tasks, return_exceptions=True)
+        # Closed only now: the cancelled accept has unregistered the descriptor from the event loop.
+        self._listener.close()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:
+                # Out of file descriptors or an aborted handshake: log it, keep serving the others.
+                log.warning("accept failed on %s: %s", self.address, exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._serve_one(sock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve_one(self, sock: socket.socket) -> None:
+        conn = Connection(sock, **self._options)
+        try:
+            await authenticate_server(conn, self._secret)
+            await self._handler(conn)
+        except (AuthError, ProtocolError) as exc:
+            log.warning("closing connection from %s: %s", conn.peer, exc)
+            await _tell_peer(conn, str(exc))
+        except NodeError as exc:
+            log.warning("closing connection from %s: %s", conn.peer, exc)
+        except Exception:
+            log.exception("handler failed on the connection from %s; closing it", conn.peer)
+        finally:
+            conn.close()
+
+
+async def serve(
+    host: str,
+    port: int,
+    handler: Handler,
+    secret: bytes,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    limits: FrameLimits = FrameLimits(),
+    shaping: LinkShape | None = None,
+    backlog: int = 64,
+) -> Server:
+    """Listen on ``host:port`` (0 = an ephemeral port, see :attr:`Server.address`) and, for each client
+    that passes the handshake, await ``handler(conn)``; the connection is closed when it returns.
+
+    A client that fails authentication, sends a malformed or oversized frame, times out or vanishes has
+    its connection closed with the reason logged (and sent in an ERROR frame when the stream allows);
+    the server keeps serving the others. An exception escaping ``handler`` is logged the same way.
+    """
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise ConnectionClosed(f"cannot listen on {host}:{port}: {exc}") from None
+    listener.setblocking(False)
+    return Server(listener, handler, secret, {"timeout": timeout, "limits": limits, "shaping": shaping})
+
+
+async def connect(
+    host: str,
+    port: int,
+    secret: bytes,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    limits: FrameLimits = FrameLimits(),
+    shaping: LinkShape | None = None,
+) -> Connection:
+    """Open a connection to a :func:`serve` server and run the handshake; raise :class:`ConnectionClosed`
+    when the server cannot be reached, :class:`AuthError` when either side fails to prove the secret, or
+    :class:`TransportTimeout`."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise ConnectionClosed(f"cannot resolve {host}: {exc or 'timed out'}") from None
+    sock = await _open(host, port, infos, timeout)
+    conn = Connection(sock, timeout=timeout, limits=limits, shaping=shaping)
+    try:
+        await authenticate_client(conn, secret)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+async def _open(host: str, port: int, infos: list[Any], timeout: float) -> socket.socket:
+    """A socket connected to the first of ``host``'s addresses that accepts (e.g. ::1, then 127.0.0.1)."""
+    loop = asyncio.get_running_loop()
+    failure = ""
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
+            return sock
+        except asyncio.TimeoutError:
+            sock.close()
+            raise TransportTimeout(f"connecting to {host}:{port} took longer than {timeout:g} s") from None
+        except OSError as exc:
+            sock.close()
+            failure = _reason(exc)
+    raise ConnectionClosed(f"cannot connect to {host}:{port}: {failure}")
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for a socket error ("Connection refused"), not asyncio's wrapper text."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+async def _tell_peer(conn: Connection, reason: str) -> None:
+    """Best effort: send an ERROR frame with ``reason`` before closing; the peer may be gone already."""
+    try:
+        await conn.send(MessageType.ERROR, {"reason": reason}, timeout=min(conn.timeout, 1.0))
+    except NodeError:
+        pass

@@ -1,0 +1,144 @@
+"""start / stop / status of a detached agent process on the node (loopback sshd, real processes).
+
+``nodes/agent_main.py`` did not exist when these were written, so the detached-process machinery is
+tested with a long-running Python command; :func:`agent_command` is checked for the argv it builds.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+
+import psutil
+import pytest
+
+from console.errors import FleetError
+from console.fleet.agent import AGENT_ENV, agent_command, agent_status, start_agent, stop_agent
+from console.fleet.fleet import Fleet
+from console.fleet.inventory import load_inventory
+from console.fleet.remote import RemoteLayout
+
+pytestmark = pytest.mark.ssh
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+SLEEPER = [sys.executable, "-c", "import time; print('agent up', flush=True); time.sleep(600)"]
+STUBBORN = [sys.executable, "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring TERM', flush=True); time.sleep(600)"]
+
+
+def gone(pid: int, wait: float = 5.0) -> bool:
+    """True once ``pid`` has exited (a zombie awaiting its reaper counts as exited)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def reap():
+    """Pids to SIGKILL after the test, so a failing test leaves no sleeper behind."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+async def test_start_detaches_survives_disconnect_and_stops(sshd, trusted, tmp_path, make_inventory, reap):
+    inv = load_inventory(make_inventory())
+    layout = RemoteLayout.for_node(inv.nodes[0])
+    async with Fleet(inv) as fleet:
+        [started] = await fleet.each(lambda conn: start_agent(conn, SECRET, SLEEPER))
+    assert started.ok, started.error
+    pid = started.value.pid
+    reap.append(pid)
+    assert started.value.action == "started" and started.value.running
+    process = psutil.Process(pid)
+    assert process.environ()[AGENT_ENV] == "n1"
+    assert os.getsid(pid) == pid, "the agent must lead its own session (setsid)"
+    secret_file = tmp_path / "node-n1" / "cluster.secret"
+    assert secret_file.read_bytes() == SECRET + b"\n"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert int((tmp_path / "node-n1" / "agent-n1.pid").read_text()) == pid
+    assert layout.output_file.endswith("agent-n1.out")
+
+    # The SSH connection is closed now; the agent lives on and a new connection sees it.
+    time.sleep(0.3)
+    assert process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    async with Fleet(inv) as fleet:
+        [status] = await fleet.each(agent_status)
+        assert status.value.running and status.value.pid == pid
+        assert "agent up" in status.value.log_tail
+        [again] = await fleet.each(lambda conn: start_agent(conn, SECRET, SLEEPER))
+        assert (again.value.action, again.value.pid) == ("already running", pid)
+
+        [stopped] = await fleet.each(lambda conn: stop_agent(conn, timeout=5))
+        assert (stopped.value.action, stopped.value.pid, stopped.value.running) == ("stopped", pid, False)
+        assert gone(pid)
+        assert not (tmp_path / "node-n1" / "agent-n1.pid").exists()
+        [status] = await fleet.each(agent_status)
+        assert not status.value.running
+        [again] = await fleet.each(lambda conn: stop_agent(conn))
+        assert again.value.action == "not running"
+
+
+async def test_stop_kills_an_agent_that_ignores_sigterm(sshd, trusted, make_inventory, reap):
+    inv = load_inventory(make_inventory())
+    async with Fleet(inv) as fleet:
+        [started] = await fleet.each(lambda conn: start_agent(conn, SECRET, STUBBORN))
+        reap.append(started.value.pid)
+        began = time.monotonic()
+        [stopped] = await fleet.each(lambda conn: stop_agent(conn, timeout=0.5))
+    assert stopped.value.action == "killed"
+    assert time.monotonic() - began < 8
+    assert gone(started.value.pid)
+
+
+async def test_an_agent_that_dies_at_start_is_reported_with_its_last_words(sshd, trusted, make_inventory):
+    inv = load_inventory(make_inventory())
+    dying = [sys.executable, "-c", "import sys; sys.exit('cannot bind port 47100: address in use')"]
+    async with Fleet(inv) as fleet:
+        [outcome] = await fleet.each(lambda conn: start_agent(conn, SECRET, dying))
+    assert not outcome.ok
+    assert outcome.error == "the agent exited right after starting: cannot bind port 47100: address in use"
+
+
+async def test_start_without_a_deployed_venv_says_to_deploy(sshd, trusted, tmp_path, make_inventory):
+    inv = load_inventory(make_inventory())
+    async with Fleet(inv) as fleet:
+        [outcome] = await fleet.each(lambda conn: start_agent(conn, SECRET))
+    assert outcome.error == f"{tmp_path}/node-n1/venv/bin/python not found on the node (run `litesrl nodes deploy n1`)"
+
+
+async def test_a_stale_pid_file_naming_another_process_is_never_signalled(sshd, trusted, tmp_path, make_inventory):
+    inv = load_inventory(make_inventory())
+    workdir = tmp_path / "node-n1"
+    workdir.mkdir()
+    # After a reboot the pid in the file may belong to anything -- here, this very test process.
+    (workdir / "agent-n1.pid").write_text(f"{os.getpid()}\n")
+    async with Fleet(inv) as fleet:
+        [status] = await fleet.each(agent_status)
+        assert not status.value.running
+        [stopped] = await fleet.each(lambda conn: stop_agent(conn, timeout=0.5))
+    assert stopped.value.action == "not running"
+    assert psutil.Process(os.getpid()).is_running()
+
+
+def test_agent_command_is_the_documented_argv(tmp_path):
+    inv_file = tmp_path / "inv.toml"
+    inv_file.write_text('[[nodes]]\nname = "tx2-1"\nhost = "h"\nboard = "tx2"\nmemory_budget = "3GB"\n'
+                        'agent_port = 7711\nagent_bind = "127.0.0.1"\n')
+    node = load_inventory(inv_file).nodes[0]
+    assert agent_command(node, RemoteLayout.for_node(node)) == [
+        "~/litesrl/venv/bin/python", "-m", "nodes.agent_main", "--host", "127.0.0.1", "--port", "7711",
+        "--secret-file", "~/litesrl/cluster.secret", "--log-file", "~/litesrl/agent-tx2-1.log", "--name", "tx2-1",
+    ]
