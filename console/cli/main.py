@@ -15,9 +15,13 @@ from nodes.errors import NodeError
 # Each module exposes `register(app)`; torch is imported inside the commands, never here,
 # so `litesrl --help` and the console stay fast on a laptop.
 COMMAND_MODULES = (
+    "console.cli.pretrain",
+    "console.cli.evaluate",
+    "console.cli.data",
     "console.cli.tegrastats",
     "console.cli.nodes",
     "console.cli.partition",
+    "console.cli.profile",
 )
 
 app = typer.Typer(

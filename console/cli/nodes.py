@@ -70,19 +70,22 @@ def check(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = 
     inv, selected = _select(inventory, nodes, tag)
     outcomes = _each(inv, selected, check_node)
     table = _table("node", "ssh", "board", "L4T / JetPack", "python", "torch / CUDA", "memory free/total",
-                   "disk free", "litesrl", "problems")
+                   "disk free", "litesrl", "verdict")
+    notes: list[str] = []
     for o in outcomes:
         r = o.value
         if r is None:
-            table.add_row(o.node, _state(o), *[""] * 7, f"[red]{o.error or o.status.reason}")
+            table.add_row(o.node, _state(o), *[""] * 7, "[red]failed")
+            notes.append(f"[red]{o.node}[/]: {o.error or o.status.reason}")
             continue
         board = r.detected_board or r.model or r.board
         cuda = ("CUDA " + (r.cuda_device or "yes")) if r.cuda else "no CUDA"
         table.add_row(o.node, _state(o), board, f"{r.l4t or '-'} / {r.jetpack or '-'}", r.python,
-                      f"{r.torch or 'none'} / {cuda}" if r.torch else "[red]none",
+                      f"{r.torch} / {cuda}" if r.torch else "[red]none",
                       f"{_size(r.mem_available)} / {_size(r.mem_total)}", _size(r.disk_free), r.litesrl or "-",
-                      "[red]" + "; ".join(r.problems) if r.problems else "[green]ready")
-    _finish(outcomes, as_json, table, ok=lambda o: o.ok and o.value.ready)
+                      "[green]ready" if r.ready else f"[red]{len(r.problems)} problem(s)")
+        notes.extend(f"[yellow]{o.node}[/]: {problem}" for problem in r.problems)
+    _finish(outcomes, as_json, table, ok=lambda o: o.ok and o.value.ready, notes=notes)
 
 
 @nodes_app.command()
@@ -93,20 +96,27 @@ def trust(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the node's host key fingerprint (SHA256) and, once confirmed, add it to known_hosts."""
-    from console.fleet.hostkeys import KeyVerdict, add_known_host, fetch_host_key, fingerprint, verdict
+    from console.fleet.hostkeys import (
+        KeyVerdict,
+        add_known_host,
+        fetch_host_key,
+        fingerprint,
+        mismatch_message,
+        verdict,
+    )
     from console.fleet.target import resolve_target
 
     inv = load_inventory(inventory)
     target = resolve_target(inv.node(node), inv.cluster)
     key = asyncio.run(fetch_host_key(target, inv.cluster.connect_timeout))
-    state, _ = verdict(target, key)
+    state, recorded = verdict(target, key)
     result = {"node": node, "host": target.known_hosts_name, "fingerprint": fingerprint(key),
               "known_hosts": str(target.known_hosts), "added": False}
     if state is KeyVerdict.TRUSTED:
         _say(as_json, result, f"{node}: {target.known_hosts_name} is already trusted ({fingerprint(key)})")
         return
     if state is KeyVerdict.MISMATCH:
-        add_known_host(target, key)  # raises the CHANGED-key error with the commands to resolve it
+        raise FleetError(f"{node}: {mismatch_message(target, key, recorded)}")
     if not yes:
         if not sys.stdin.isatty():
             raise FleetError(f"{node}: refusing to trust {fingerprint(key)} without confirmation: pass --yes")
@@ -144,17 +154,28 @@ def deploy(
 
         def reporter(name: str) -> Callable[[str, int, int], None]:
             def report(step: str, done: int, total: int) -> None:
-                progress.update(tasks[name], description=f"{name}: {step}", completed=done, total=total or None)
+                if total:  # upload: bytes; the other steps only rename the task
+                    progress.update(tasks[name], description=f"{name}: {step}", completed=done, total=total)
+                else:
+                    progress.update(tasks[name], description=f"{name}: {step}")
             return report
 
         outcomes = _each(inv, selected, lambda conn: deploy_node(
             conn, wheel, with_deps=with_deps, progress=reporter(conn.node.name)))
+        for o in outcomes:
+            if not o.ok:
+                progress.update(tasks[o.node], description=f"{o.node}: failed", total=1, completed=0)
     table = _table("node", "ssh", "litesrl", "venv", "result")
+    notes: list[str] = []
     for o in outcomes:
         r = o.value
-        table.add_row(o.node, _state(o), r.version if r else "", r.venv if r else "",
-                      ("[green]installed" + (" (new venv)" if r.created_venv else "")) if r else f"[red]{o.error or o.status.reason}")
-    _finish(outcomes, as_json, table)
+        if r is None:
+            table.add_row(o.node, _state(o), "", "", "[red]failed")
+            notes.append(f"[red]{o.node}[/]: {o.error or o.status.reason}")
+        else:
+            table.add_row(o.node, _state(o), r.version, r.venv,
+                          "[green]installed" + (" (new venv)" if r.created_venv else ""))
+    _finish(outcomes, as_json, table, notes=notes)
 
 
 @nodes_app.command()
@@ -195,16 +216,17 @@ def status(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt =
 
 def _agent_table(outcomes: list, as_json: bool, show_log: bool = False) -> None:
     table = _table("node", "ssh", "agent", "pid", *(("log",) if show_log else ()))
+    notes: list[str] = []
     for o in outcomes:
         r = o.value
         if r is None:
-            table.add_row(o.node, _state(o), f"[red]{o.error or o.status.reason}", "", *([""] if show_log else []))
+            table.add_row(o.node, _state(o), "[red]failed", "", *([""] if show_log else []))
+            notes.append(f"[red]{o.node}[/]: {o.error or o.status.reason}")
             continue
-        word = "running" if r.running else "stopped"
-        shown = word if r.action == "status" else f"{r.action}"
+        shown = ("running" if r.running else "stopped") if r.action == "status" else r.action
         table.add_row(o.node, _state(o), f"[green]{shown}" if r.running else shown, str(r.pid or ""),
                       *(["\n".join(r.log_tail[-5:])] if show_log else []))
-    _finish(outcomes, as_json, table)
+    _finish(outcomes, as_json, table, notes=notes)
 
 
 def _select(inventory: Path | None, names: list[str] | None, tags: list[str] | None) -> tuple[Inventory, tuple[NodeSpec, ...]]:
@@ -222,14 +244,18 @@ def _each(inv: Inventory, nodes: tuple[NodeSpec, ...], action: Callable) -> list
     return asyncio.run(run())
 
 
-def _finish(outcomes: list, as_json: bool, table: Table, ok: Callable[[Any], bool] = lambda o: o.ok) -> None:
+def _finish(outcomes: list, as_json: bool, table: Table, ok: Callable[[Any], bool] = lambda o: o.ok,
+            notes: list[str] = ()) -> None:
     all_ok = all(ok(o) for o in outcomes)
     if as_json:
         _print_json({"ok": all_ok, "nodes": [
             {"node": o.node, "ok": ok(o), "state": o.status.state.value, "reason": o.status.reason,
              "error": o.error, "result": _plain(o.value) if o.value is not None else None} for o in outcomes]})
     else:
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        for note in notes:
+            console.print(note, highlight=False)
     if not all_ok:
         raise typer.Exit(EXIT_NODE_FAILED)
 

@@ -76,12 +76,14 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
     argv = list(command) if command is not None else agent_command(node, layout)
     pid_file, secret_file = sh_quote(layout.pid_file), sh_quote(layout.secret_file)
     script = "\n".join([
+        "set -e",
         _alive_function(node),
         "umask 077",
         f"mkdir -p {sh_quote(layout.workdir)}",
         # The secret arrives on stdin and is renamed into place, so it is never half-written.
-        f"cat > {secret_file}.tmp && mv -f {secret_file}.tmp {secret_file}",
-        f'pid=$(cat {pid_file} 2>/dev/null)',
+        f"cat > {secret_file}.tmp",
+        f"mv -f {secret_file}.tmp {secret_file}",
+        f'pid=$(cat {pid_file} 2>/dev/null || true)',
         'if alive "$pid"; then echo "running $pid"; exit 0; fi',
         f"command -v {sh_quote(argv[0])} >/dev/null 2>&1 || {{ echo \"missing\"; exit 0; }}",
         f"cd {sh_quote(layout.workdir)}",

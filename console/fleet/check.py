@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from console.errors import FleetError
@@ -132,7 +132,7 @@ def build_report(name: str, board: str, memory_budget: int, data_path: str | Non
         problems.append(f"litesrl is not installed in {venv} (run `litesrl nodes deploy {name}`)")
     elif here and report.litesrl != here:
         problems.append(f"litesrl {report.litesrl} on the node differs from {here} here (run `litesrl nodes deploy {name}`)")
-    return CheckReport(**{**report.__dict__, "problems": tuple(problems)})
+    return replace(report, problems=tuple(problems))
 
 
 def parse_l4t(release_line: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import stat
 from pathlib import Path
 
 import asyncssh
@@ -50,7 +51,7 @@ class KnownHostsCheck:
 
     def __call__(self, host: str, addr: str, port: int | None) -> tuple[list, list, list]:
         host_keys, ca_keys, revoked, *_ = self._known.match(host, addr, port)
-        self.recorded = list(host_keys)
+        self.recorded = _unique(host_keys)
         return list(host_keys), list(ca_keys), list(revoked)
 
 
@@ -58,10 +59,18 @@ def verdict(target: SSHTarget, key: asyncssh.SSHKey) -> tuple[KeyVerdict, list[a
     """Compare ``key`` with the entries recorded for ``target``; returns the verdict and those entries."""
     name = target.host_key_alias or target.hostname
     port = target.port if target.port != 22 else None
-    recorded = list(read_known_hosts(target.known_hosts).match(name, "", port)[0])
+    recorded = _unique(read_known_hosts(target.known_hosts).match(name, "", port)[0])
     if any(k.public_data == key.public_data for k in recorded):
         return KeyVerdict.TRUSTED, recorded
     return (KeyVerdict.MISMATCH if recorded else KeyVerdict.UNKNOWN), recorded
+
+
+def _unique(keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKey]:
+    # A host listed by name and by address matches twice; report each key once.
+    seen: dict[bytes, asyncssh.SSHKey] = {}
+    for key in keys:
+        seen.setdefault(key.public_data, key)
+    return list(seen.values())
 
 
 def unknown_message(target: SSHTarget, offered: asyncssh.SSHKey | None) -> str:
@@ -121,8 +130,9 @@ def add_known_host(target: SSHTarget, key: asyncssh.SSHKey) -> str:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
     if existing and not existing.endswith("\n"):
         existing += "\n"
     atomic_write_text(path, existing + line)
-    path.chmod(0o644)
+    path.chmod(mode)  # the temporary file was created 0600; keep the file's own mode
     return line

@@ -43,7 +43,7 @@ class ClusterSpec:
     """Name of the cluster, shown by the console."""
     secret_file: Path | None = None
     """Local file holding the cluster shared secret, copied to each node by ``start``;
-    None means ``$XDG_CONFIG_HOME/litesrl/cluster.secret``."""
+    None means ``$LITESRL_SECRET``, else ``$XDG_CONFIG_HOME/litesrl/cluster.secret``."""
     user: str | None = None
     """SSH user for nodes that name none and whose ``~/.ssh/config`` entry names none."""
     identity_file: Path | None = None

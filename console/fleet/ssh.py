@@ -198,6 +198,8 @@ async def connect_node(node: NodeSpec, cluster: ClusterSpec) -> NodeConnection:
             client_keys=[str(p) for p in target.identity_files] or (),
             known_hosts=check,
             client_factory=lambda: client,
+            # Encrypted key files are skipped rather than fatal: ssh-agent may hold them unlocked.
+            ignore_encrypted=True,
             password_auth=False,
             kbdint_auth=False,
             connect_timeout=cluster.connect_timeout,
@@ -210,11 +212,11 @@ async def connect_node(node: NodeSpec, cluster: ClusterSpec) -> NodeConnection:
         _unavailable(node, NodeState.HOST_KEY_UNKNOWN, unknown_message(target, client.offered_key))
     except asyncssh.PermissionDenied:
         keys = ", ".join(str(p) for p in target.identity_files) or "ssh-agent and ~/.ssh/id_* keys"
-        _unavailable(node, NodeState.AUTH_FAILED, f"{target.address} refused {keys} (litesrl uses keys only, no passwords)")
+        _unavailable(node, NodeState.AUTH_FAILED, f"{target.address} refused {keys} (litesrl uses keys only, "
+                     "no passwords; a key with a passphrase must be loaded into ssh-agent with ssh-add)")
     except asyncssh.KeyImportError as exc:
-        _unavailable(node, NodeState.AUTH_FAILED,
-                     f"cannot load {target.identity_files[0] if target.identity_files else 'the key'}: {exc} "
-                     "(encrypted keys must be loaded into ssh-agent with ssh-add)")
+        keys = ", ".join(str(p) for p in target.identity_files) or "the default keys"
+        _unavailable(node, NodeState.AUTH_FAILED, f"cannot load {keys}: {exc}")
     except asyncio.TimeoutError:
         _unavailable(node, NodeState.TIMEOUT, f"no SSH answer from {target.hostname}:{target.port} within {cluster.connect_timeout:g}s")
     except ConnectionRefusedError:
@@ -243,5 +245,5 @@ def _last_line(text: str) -> str:
 
 
 def _short(command: str, limit: int = 80) -> str:
-    first = command.strip().splitlines()[0] if command.strip() else ""
-    return first if len(first) <= limit and "\n" not in command.strip() else first[: limit - 3] + "..."
+    text = " ".join(command.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -4,13 +4,14 @@ Handshake (each side draws a fresh 32-byte nonce from :mod:`secrets`)::
 
     client -> server  HELLO          {"nonce": Nc}
     server -> client  AUTH_CHALLENGE {"nonce": Ns}
-    client -> server  AUTH_RESPONSE  {"proof": HMAC(secret, "litesrl/1/client" | Nc | Ns)}
-    server -> client  AUTH_OK        {"proof": HMAC(secret, "litesrl/1/server" | Nc | Ns)}
+    client -> server  AUTH_RESPONSE  {"proof": HMAC-SHA256(secret, b"litesrl/1/client|" + Nc + Ns)}
+    server -> client  AUTH_OK        {"proof": HMAC-SHA256(secret, b"litesrl/1/server|" + Nc + Ns)}
 
 Only nonces and HMACs cross the wire, never the secret. The role label stops a peer from reflecting one
 side's proof back as the other's, and fresh nonces on both sides stop replays. The server speaks its proof
 only after the client has proved itself, so an unauthenticated peer cannot use the server as an oracle.
-Proofs are compared in constant time (:func:`hmac.compare_digest`).
+Proofs are compared in constant time (:func:`hmac.compare_digest`), and handshake frames are read under
+:data:`HANDSHAKE_LIMITS`, so a stranger cannot make a node allocate a tensor buffer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from engine.io import atomic_write
 from nodes.errors import AuthError, NodeError
-from nodes.wire.frame import PROTOCOL_VERSION, MessageType
+from nodes.wire.frame import PROTOCOL_VERSION, FrameLimits, MessageType
 
 if TYPE_CHECKING:
     from nodes.wire.transport import Connection, Message
@@ -36,6 +37,9 @@ SECRET_ENV = "LITESRL_SECRET"
 MIN_SECRET_CHARS = 16
 NONCE_BYTES = 32
 _LABEL = f"litesrl/{PROTOCOL_VERSION}/".encode()
+HANDSHAKE_LIMITS = FrameLimits(max_header_bytes=4096, max_payload_bytes=0)
+"""Handshake frames carry a nonce or a proof and no tensors, so a peer not yet authenticated cannot
+make the other side allocate more than a few kilobytes."""
 
 
 def default_secret_path() -> Path:
@@ -102,11 +106,11 @@ async def authenticate_client(conn: Connection, secret: bytes) -> None:
     """Run the client side of the handshake on a fresh connection; raise :class:`AuthError` on failure."""
     client_nonce = secrets.token_bytes(NONCE_BYTES)
     await conn.send(MessageType.HELLO, {"nonce": client_nonce.hex()})
-    challenge = await conn.recv()
+    challenge = await conn.recv(limits=HANDSHAKE_LIMITS)
     _refuse_on_error(challenge, "during the challenge")
     server_nonce = _expect_hex(challenge, MessageType.AUTH_CHALLENGE, "nonce", NONCE_BYTES)
     await conn.send(MessageType.AUTH_RESPONSE, {"proof": client_proof(secret, client_nonce, server_nonce).hex()})
-    answer = await conn.recv()
+    answer = await conn.recv(limits=HANDSHAKE_LIMITS)
     _refuse_on_error(answer, "our proof")
     proof = _expect_hex(answer, MessageType.AUTH_OK, "proof", hashlib.sha256().digest_size)
     if not hmac.compare_digest(proof, server_proof(secret, client_nonce, server_nonce)):
@@ -115,11 +119,11 @@ async def authenticate_client(conn: Connection, secret: bytes) -> None:
 
 async def authenticate_server(conn: Connection, secret: bytes) -> None:
     """Run the server side of the handshake on an accepted connection; raise :class:`AuthError` on failure."""
-    hello = await conn.recv()
+    hello = await conn.recv(limits=HANDSHAKE_LIMITS)
     client_nonce = _expect_hex(hello, MessageType.HELLO, "nonce", NONCE_BYTES)
     server_nonce = secrets.token_bytes(NONCE_BYTES)
     await conn.send(MessageType.AUTH_CHALLENGE, {"nonce": server_nonce.hex()})
-    response = await conn.recv()
+    response = await conn.recv(limits=HANDSHAKE_LIMITS)
     proof = _expect_hex(response, MessageType.AUTH_RESPONSE, "proof", hashlib.sha256().digest_size)
     if not hmac.compare_digest(proof, client_proof(secret, client_nonce, server_nonce)):
         raise AuthError(f"client {conn.peer} failed to prove it knows the cluster secret")
@@ -141,8 +145,6 @@ def _expect_hex(message: Message, msg_type: MessageType, key: str, size: int) ->
     """The ``size``-byte value hex-encoded under ``key`` of a message that must be of ``msg_type``."""
     if message.type is not msg_type:
         raise AuthError(f"expected {msg_type.name} during the handshake, got {message.type.name}")
-    if message.tensors:
-        raise AuthError(f"{msg_type.name} must not carry tensors")
     value = message.header.get(key)
     try:
         raw = bytes.fromhex(value) if isinstance(value, str) else b""

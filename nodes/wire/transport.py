@@ -1,26 +1,23 @@
-"""Framed, authenticated TCP connections on asyncio: zero-copy tensor sends, in-place receives, timeouts.
+"""A framed TCP connection on asyncio: zero-copy tensor sends, in-place receives, a timeout on every wait.
 
-This is the only code that touches the sockets between nodes. A :class:`Connection` wraps one
-non-blocking TCP socket (``TCP_NODELAY``): :meth:`Connection.send` hands the socket a memoryview of each
-contiguous CPU tensor (no ``tobytes()``, no header+payload concatenation for large frames) and
-:meth:`Connection.recv` reads with ``recv_into`` straight into the memory of the tensors it returns
-(preallocated ones from ``into=`` when they match). :func:`serve` and :func:`connect` open connections
-and run the mutual handshake of :mod:`nodes.wire.auth` before anything else is exchanged.
+This (with :mod:`nodes.wire.endpoints`, which opens connections) is the only code that touches the
+sockets between nodes. A :class:`Connection` wraps one non-blocking TCP socket (``TCP_NODELAY``):
+:meth:`Connection.send` hands the socket a memoryview of each contiguous CPU tensor (no ``tobytes()``,
+no header+payload concatenation for large frames) and :meth:`Connection.recv` reads with ``recv_into``
+straight into the memory of the tensors it returns (preallocated ones from ``into=`` when they match).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence, TypeVar
+from typing import Any, Coroutine, Mapping, Sequence, TypeVar
 
 import torch
 
-from nodes.errors import AuthError, NodeError, ProtocolError
-from nodes.wire.auth import authenticate_client, authenticate_server
+from nodes.errors import NodeError, ProtocolError
 from nodes.wire.frame import (
     PREFIX,
     FrameLimits,
@@ -34,8 +31,6 @@ from nodes.wire.frame import (
 )
 from nodes.wire.shaping import LinkShape, Pacer
 
-log = logging.getLogger(__name__)
-
 DEFAULT_TIMEOUT = 30.0
 """Seconds any single wait on the socket (connect, a read, a send slice) may last."""
 COALESCE_BYTES = 64 * 1024
@@ -46,7 +41,6 @@ SEND_SLICE_BYTES = 4 * 1024 * 1024
 so the timeout bounds a stall rather than the transfer time of a 1 GiB frame."""
 
 T = TypeVar("T")
-Handler = Callable[["Connection"], Awaitable[None]]
 
 
 class TransportTimeout(NodeError, TimeoutError):
@@ -92,6 +86,7 @@ class Connection:
         self.timeout = timeout
         self.limits = limits
         self._sock = sock
+        self._closed = False
         self._pacer = Pacer(shaping) if shaping is not None else None
         host, port = sock.getpeername()[:2]
         self.peer = f"{host}:{port}"
@@ -104,15 +99,26 @@ class Connection:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
-        return self._sock.fileno() == -1
+        return self._closed
 
     def close(self) -> None:
-        """Close the socket; later sends and receives raise :class:`ConnectionClosed`.
-
-        Call it from the task that uses the connection, or after cancelling the others: a receive left
-        waiting in another task on a closed socket only ends at its timeout.
-        """
-        self._sock.close()
+        """Close the connection; sends and receives in progress or to come raise :class:`ConnectionClosed`."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the peer reset it already
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._sock.close()
+            return
+        # The descriptor is released one loop turn later, so that a task waiting on it in another
+        # coroutine is woken by the shutdown and fails at once, instead of waiting out its timeout on a
+        # descriptor the event loop can no longer watch.
+        loop.call_soon(self._sock.close)
 
     async def __aenter__(self) -> Connection:
         return self
@@ -132,8 +138,10 @@ class Connection:
 
         Tensors on another device are copied to the CPU and non-contiguous ones made contiguous (one copy
         each); contiguous CPU tensors are sent from their own memory. Raises :class:`ProtocolError` for a
-        header that is not JSON or a frame over the limits (nothing is sent), :class:`TransportTimeout`,
-        or :class:`ConnectionClosed`.
+        header that is not JSON or a frame over the limits (nothing is sent), :class:`TransportTimeout`
+        when the peer stops reading for ``timeout`` (default: the connection's), or
+        :class:`ConnectionClosed`. After those two, or a cancellation mid-send, part of the frame may be
+        gone: close the connection.
         """
         wait = self.timeout if timeout is None else timeout
         wire = [_to_wire(t) for t in tensors]
@@ -156,20 +164,26 @@ class Connection:
                 for view in views:
                     await self._send_buffer(view, wait)
 
-    async def recv(self, *, into: Sequence[torch.Tensor] = (), timeout: float | None = None) -> Message:
+    async def recv(
+        self,
+        *,
+        into: Sequence[torch.Tensor] = (),
+        timeout: float | None = None,
+        limits: FrameLimits | None = None,
+    ) -> Message:
         """Receive one frame.
 
         ``into`` offers preallocated tensors: the i-th received tensor is read in place into ``into[i]``
         when dtype and shape match (and it is a contiguous CPU tensor), else into a new tensor. Raises
-        :class:`ProtocolError` for a malformed or oversized frame (checked before allocating),
-        :class:`TransportTimeout` when a wait exceeds ``timeout`` (default: the connection's), or
-        :class:`ConnectionClosed` when the peer goes away. After a :class:`ProtocolError` the stream is
-        out of step: close the connection.
+        :class:`ProtocolError` for a malformed frame or one over ``limits`` (default: the connection's;
+        checked before allocating), :class:`TransportTimeout` when a wait exceeds ``timeout`` (default:
+        the connection's), or :class:`ConnectionClosed` when the peer goes away. After any of these, or
+        a cancellation mid-frame, the stream may be out of step: close the connection.
         """
         wait = self.timeout if timeout is None else timeout
         async with self._recv_lock:
             await self._recv_exactly(memoryview(self._prefix_buf), wait, "the frame prefix")
-            prefix = decode_prefix(self._prefix_buf, self.limits)
+            prefix = decode_prefix(self._prefix_buf, self.limits if limits is None else limits)
             if len(self._header_buf) < prefix.header_len:
                 self._header_buf = bytearray(prefix.header_len)
             header_view = memoryview(self._header_buf)[: prefix.header_len]
@@ -196,8 +210,10 @@ class Connection:
                 # Waiting on the loop costs a task per wait, so it is only paid when the socket is empty.
                 count = await self._within(loop.sock_recv_into(self._sock, view[got:]), timeout, f"receiving {what}")
             except OSError as exc:
-                raise ConnectionClosed(f"connection to {self.peer} failed while receiving {what}: {_reason(exc)}") from None
+                raise self._failure(f"receiving {what}", exc) from None
             if count == 0:
+                if self._closed:
+                    raise self._failure(f"receiving {what}")
                 if what == "the frame prefix" and got == 0:
                     raise ConnectionClosed(f"{self.peer} closed the connection")
                 raise ConnectionClosed(f"{self.peer} closed the connection mid-frame ({what}: {got} of {size} bytes)")
@@ -218,7 +234,7 @@ class Connection:
             except BlockingIOError:
                 done = 0
             except OSError as exc:
-                raise ConnectionClosed(f"connection to {self.peer} failed while sending: {_reason(exc)}") from None
+                raise self._failure("sending", exc) from None
             if done < len(piece):
                 await self._within(loop.sock_sendall(self._sock, piece[done:]), timeout, "sending")
             sent += len(piece)
@@ -230,7 +246,13 @@ class Connection:
         except asyncio.TimeoutError:  # before OSError: since Python 3.11 TimeoutError is one
             raise TransportTimeout(f"{self.peer} did not make progress for {timeout:g} s while {what}") from None
         except OSError as exc:
-            raise ConnectionClosed(f"connection to {self.peer} failed while {what}: {_reason(exc)}") from None
+            raise self._failure(what, exc) from None
+
+    def _failure(self, what: str, exc: OSError | None = None) -> ConnectionClosed:
+        """The error for a socket that failed (or was closed by :meth:`close`) while ``what``."""
+        if self._closed:
+            return ConnectionClosed(f"connection to {self.peer} was closed on this side while {what}")
+        return ConnectionClosed(f"connection to {self.peer} failed while {what}: {os_error_reason(exc)}")
 
 
 def _to_wire(tensor: torch.Tensor) -> tuple[TensorSpec, torch.Tensor]:
@@ -260,149 +282,6 @@ def _reusable(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor | None:
     return None
 
 
-class Server:
-    """A listening socket that authenticates each connection and runs a handler on it; see :func:`serve`."""
-
-    def __init__(self, listener: socket.socket, handler: Handler, secret: bytes, options: dict[str, Any]) -> None:
-        self._listener = listener
-        self._handler = handler
-        self._secret = secret
-        self._options = options
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The ``(host, port)`` the server listens on (the real port when 0 was asked)."""
-        host, port = self._listener.getsockname()[:2]
-        return host, port
-
-    async def close(self) -> None:
-        """Stop accepting, cancel the handlers of open connections and wait for them to finish."""
-        self._accepting.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(self._accepting, *self._tasks, return_exceptions=True)
-        # Closed only now: the cancelled accept has unregistered the descriptor from the event loop.
-        self._listener.close()
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def _accept_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, _ = await loop.sock_accept(self._listener)
-            except OSError as exc:
-                # Out of file descriptors or an aborted handshake: log it, keep serving the others.
-                log.warning("accept failed on %s: %s", self.address, exc)
-                await asyncio.sleep(0.1)
-                continue
-            task = loop.create_task(self._serve_one(sock))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _serve_one(self, sock: socket.socket) -> None:
-        conn = Connection(sock, **self._options)
-        try:
-            await authenticate_server(conn, self._secret)
-            await self._handler(conn)
-        except (AuthError, ProtocolError) as exc:
-            log.warning("closing connection from %s: %s", conn.peer, exc)
-            await _tell_peer(conn, str(exc))
-        except NodeError as exc:
-            log.warning("closing connection from %s: %s", conn.peer, exc)
-        except Exception:
-            log.exception("handler failed on the connection from %s; closing it", conn.peer)
-        finally:
-            conn.close()
-
-
-async def serve(
-    host: str,
-    port: int,
-    handler: Handler,
-    secret: bytes,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    limits: FrameLimits = FrameLimits(),
-    shaping: LinkShape | None = None,
-    backlog: int = 64,
-) -> Server:
-    """Listen on ``host:port`` (0 = an ephemeral port, see :attr:`Server.address`) and, for each client
-    that passes the handshake, await ``handler(conn)``; the connection is closed when it returns.
-
-    A client that fails authentication, sends a malformed or oversized frame, times out or vanishes has
-    its connection closed with the reason logged (and sent in an ERROR frame when the stream allows);
-    the server keeps serving the others. An exception escaping ``handler`` is logged the same way.
-    """
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.create_server((host, port), family=family, backlog=backlog)
-    except OSError as exc:
-        raise ConnectionClosed(f"cannot listen on {host}:{port}: {exc}") from None
-    listener.setblocking(False)
-    return Server(listener, handler, secret, {"timeout": timeout, "limits": limits, "shaping": shaping})
-
-
-async def connect(
-    host: str,
-    port: int,
-    secret: bytes,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    limits: FrameLimits = FrameLimits(),
-    shaping: LinkShape | None = None,
-) -> Connection:
-    """Open a connection to a :func:`serve` server and run the handshake; raise :class:`ConnectionClosed`
-    when the server cannot be reached, :class:`AuthError` when either side fails to prove the secret, or
-    :class:`TransportTimeout`."""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise ConnectionClosed(f"cannot resolve {host}: {exc or 'timed out'}") from None
-    sock = await _open(host, port, infos, timeout)
-    conn = Connection(sock, timeout=timeout, limits=limits, shaping=shaping)
-    try:
-        await authenticate_client(conn, secret)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-async def _open(host: str, port: int, infos: list[Any], timeout: float) -> socket.socket:
-    """A socket connected to the first of ``host``'s addresses that accepts (e.g. ::1, then 127.0.0.1)."""
-    loop = asyncio.get_running_loop()
-    failure = ""
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
-        sock.setblocking(False)
-        try:
-            await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
-            return sock
-        except asyncio.TimeoutError:
-            sock.close()
-            raise TransportTimeout(f"connecting to {host}:{port} took longer than {timeout:g} s") from None
-        except OSError as exc:
-            sock.close()
-            failure = _reason(exc)
-    raise ConnectionClosed(f"cannot connect to {host}:{port}: {failure}")
-
-
-def _reason(exc: OSError) -> str:
+def os_error_reason(exc: OSError) -> str:
     """The system's words for a socket error ("Connection refused"), not asyncio's wrapper text."""
     return os.strerror(exc.errno) if exc.errno else str(exc)
-
-
-async def _tell_peer(conn: Connection, reason: str) -> None:
-    """Best effort: send an ERROR frame with ``reason`` before closing; the peer may be gone already."""
-    try:
-        await conn.send(MessageType.ERROR, {"reason": reason}, timeout=min(conn.timeout, 1.0))
-    except NodeError:
-        pass

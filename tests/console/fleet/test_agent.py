@@ -14,7 +14,6 @@ import time
 import psutil
 import pytest
 
-from console.errors import FleetError
 from console.fleet.agent import AGENT_ENV, agent_command, agent_status, start_agent, stop_agent
 from console.fleet.fleet import Fleet
 from console.fleet.inventory import load_inventory

@@ -134,7 +134,7 @@ async def test_wrong_secret_is_refused_by_the_server_and_the_handler_never_runs(
     recorder = Recorder(server.address)
     wrong = b"wrong-secret-0123456789abcdef"
     try:
-        with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
+        with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
             with pytest.raises(AuthError, match="server refused our proof: client .* failed to prove it knows"):
                 await connect(*await recorder.start(), wrong, timeout=5.0)
             await asyncio.sleep(0.05)
@@ -182,7 +182,7 @@ async def test_client_refuses_a_server_that_cannot_prove_the_secret(proof_for):
 async def test_frames_before_the_handshake_are_refused_and_the_server_goes_on(echo_server, caplog):
     sock = socket.create_connection(echo_server.address)
     async with Connection(sock, timeout=5.0) as conn:
-        with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
+        with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
             await conn.send(MessageType.FORWARD, {"step": 0})
             reply = await conn.recv()
     assert reply.type is MessageType.ERROR

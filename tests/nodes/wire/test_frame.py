@@ -119,3 +119,4 @@ def test_limits_must_be_sane():
     with pytest.raises(ProtocolError, match="max_payload_bytes"):
         FrameLimits(max_payload_bytes=-1)
 
+

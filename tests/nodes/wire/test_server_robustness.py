@@ -41,8 +41,8 @@ BAD_FRAMES = {
     "type out of range": (_prefix(99, 2, 0) + b"{}", "unknown message type 99"),
     "header not json": (_prefix(MessageType.FORWARD, 5, 0) + b"{oops", "header is not valid UTF-8 JSON"),
     "sizes disagree": (
-        _frame(MessageType.FORWARD, {}, [{"dtype": "float32", "shape": [4], "nbytes": 16}], b"\x00" * 8),
-        "tensors describe 16 bytes but the prefix declares a payload of 8",
+        _frame(MessageType.FORWARD, {}, [{"dtype": "float32", "shape": [4], "nbytes": 16}], b""),
+        "tensors describe 16 bytes but the prefix declares a payload of 0",
     ),
 }
 
@@ -53,7 +53,7 @@ async def test_malformed_frame_closes_that_connection_with_a_logged_reason(echo_
     data, reason = BAD_FRAMES[case]
     other = await _authenticated_raw(echo_server)  # a client already connected must be unaffected too
     sock = await raw_socket(echo_server) if when == "before the handshake" else await _authenticated_raw(echo_server)
-    with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
+    with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
         await asyncio.get_running_loop().sock_sendall(sock, data)
         reply = await read_until_closed(sock, within=3.0)
     sock.close()
@@ -66,25 +66,35 @@ async def test_malformed_frame_closes_that_connection_with_a_logged_reason(echo_
     honest.close()
 
 
-@pytest.mark.parametrize("when", ["before the handshake", "after the handshake"])
-async def test_oversized_frame_is_refused_from_its_prefix_without_reading_or_allocating(echo_server, caplog, when):
-    # The echo server allows 2 MiB of payload and waits 5 s for data. The prefix declares an exabyte and no
-    # body follows: a server that allocated would fail in torch, one that read on would wait out its timeout.
+@pytest.mark.parametrize(
+    ("when", "declared", "limit"),
+    [
+        ("before the handshake", 1 << 20, 0),  # under the server's limit, but no tensors before auth
+        ("before the handshake", 1 << 60, 0),
+        ("after the handshake", (2 << 20) + 1, 2 << 20),
+        ("after the handshake", 1 << 60, 2 << 20),
+    ],
+)
+async def test_oversized_frame_is_refused_from_its_prefix_without_reading_or_allocating(
+    echo_server, caplog, when, declared, limit
+):
+    # The echo server allows 2 MiB of payload and waits 5 s for data. Only the prefix is sent: a server
+    # that read on would wait out its timeout, one that allocated an exabyte would fail inside torch.
     sock = await raw_socket(echo_server) if when == "before the handshake" else await _authenticated_raw(echo_server)
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
-        await asyncio.get_running_loop().sock_sendall(sock, _prefix(MessageType.FORWARD, 40, 2**60))
+    with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
+        await asyncio.get_running_loop().sock_sendall(sock, _prefix(MessageType.HELLO, 40, declared))
         await read_until_closed(sock, within=3.0)
     sock.close()
     assert time.monotonic() - start < 2.0
-    assert f"payload of {2**60} bytes exceeds the limit of {2 * 1024 * 1024}" in caplog.text
+    assert f"payload of {declared} bytes exceeds the limit of {limit}" in caplog.text
     assert "handler failed" not in caplog.text
     await assert_serves(echo_server)
 
 
 async def test_oversized_header_is_refused_from_its_prefix(echo_server, caplog):
     sock = await _authenticated_raw(echo_server)
-    with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
+    with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
         await asyncio.get_running_loop().sock_sendall(sock, _prefix(MessageType.FORWARD, 2**31, 0))
         await read_until_closed(sock, within=3.0)
     sock.close()
@@ -106,7 +116,7 @@ HEADER_LEN = len(FRAME) - 20 - 4000
 )
 async def test_peer_disconnecting_mid_frame_is_logged_and_the_server_goes_on(echo_server, caplog, cut, part):
     sock = await _authenticated_raw(echo_server)
-    with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
+    with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
         await asyncio.get_running_loop().sock_sendall(sock, FRAME[:cut])
         await asyncio.sleep(0.05)
         sock.close()
@@ -121,7 +131,7 @@ async def test_silent_client_is_dropped_after_the_timeout(caplog):
     try:
         sock = await raw_socket(server)
         start = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="nodes.wire.transport"):
+        with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
             await read_until_closed(sock, within=3.0)
         sock.close()
         assert 0.25 < time.monotonic() - start < 2.5
@@ -142,7 +152,7 @@ async def test_handler_crash_is_logged_and_does_not_stop_the_server(caplog):
 
     server = await serve("127.0.0.1", 0, flaky, SECRET, timeout=5.0)
     try:
-        with caplog.at_level(logging.ERROR, logger="nodes.wire.transport"):
+        with caplog.at_level(logging.ERROR, logger="nodes.wire.endpoints"):
             sock = await _authenticated_raw(server)
             await read_until_closed(sock, within=3.0)
             sock.close()

@@ -181,6 +181,22 @@ async def test_peer_closing_is_reported_as_connection_closed(pair):
     assert server_side.closed
 
 
+async def test_closing_wakes_a_receive_waiting_in_another_task_and_later_calls_fail(pair):
+    client, _ = pair
+    waiting = asyncio.ensure_future(client.recv())
+    await asyncio.sleep(0.05)
+    start = time.monotonic()
+    client.close()
+    with pytest.raises(ConnectionClosed, match="closed on this side while receiving the frame prefix"):
+        await waiting
+    assert time.monotonic() - start < 1.0  # the connection's timeout is 5 s
+    assert client.closed
+    with pytest.raises(ConnectionClosed, match="closed on this side while sending"):
+        await client.send(MessageType.PING)
+    with pytest.raises(ConnectionClosed, match="closed on this side while receiving"):
+        await client.recv()
+
+
 async def test_connect_to_a_port_nobody_listens_on_fails_cleanly():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,0 +1,54 @@
+"""View pipelines: shapes, modality-specific operations, exact rotations, speckle statistics."""
+
+import torch
+from torchvision.transforms import v2
+
+from engine.augment import AugmentConfig, build_view_transform
+from engine.augment.ops import GammaSpeckle, RandomRot90
+
+
+def _ops(transform):
+    found = []
+    for t in transform.transforms:
+        found.append(type(t).__name__)
+        if isinstance(t, v2.RandomApply):
+            found.extend(type(inner).__name__ for inner in t.transforms)
+    return found
+
+
+def test_optical_views_are_normalised_floats_of_the_requested_size():
+    transform = build_view_transform("optical", AugmentConfig(size=24), torch.full((3,), 0.5), torch.full((3,), 0.25))
+    view = transform(torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8))
+    assert view.shape == (3, 24, 24) and view.dtype == torch.float32
+    assert {"RandomResizedCrop", "ColorJitter", "RandomGrayscale", "GaussianBlur", "RandomRot90"} <= set(_ops(transform))
+
+
+def test_sar_pipeline_has_speckle_and_no_colour_operations():
+    transform = build_view_transform("sar", AugmentConfig(size=24), torch.tensor([0.5]), torch.tensor([0.25]))
+    ops = _ops(transform)
+    assert "GammaSpeckle" in ops and "RandomGrayscale" not in ops
+    jitter = next(t for a in transform.transforms if isinstance(a, v2.RandomApply) for t in a.transforms if isinstance(t, v2.ColorJitter))
+    assert jitter.hue is None and jitter.saturation is None
+    view = transform(torch.randint(0, 256, (1, 40, 40), dtype=torch.uint8))
+    assert view.shape == (1, 24, 24)
+
+
+def test_rot90_is_exact_and_uses_all_four_orientations():
+    image = torch.arange(16.0).reshape(1, 4, 4)
+    seen = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out = RandomRot90()(image)
+        matches = [k for k in range(4) if torch.equal(out, torch.rot90(image, k, dims=(-2, -1)))]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {0, 1, 2, 3}
+
+
+def test_gamma_speckle_has_unit_mean_intensity_and_variance_one_over_looks():
+    torch.manual_seed(0)
+    flat = torch.full((1, 256, 256), 0.25)
+    out = GammaSpeckle(looks=(4.0, 4.0))(flat)
+    intensity = (out / 0.25) ** 2
+    assert abs(intensity.mean().item() - 1.0) < 0.02
+    assert abs(intensity.var().item() - 0.25) < 0.02
