@@ -1,10 +1,12 @@
 """Loopback throughput of the DHP transport against a raw socket, asyncio streams and torch gloo.
 
 One command: ``.venv/bin/python benchmarks/transport.py``. For each method a receiver process takes
-``--messages`` tensors of ``--mb`` megabytes (float32, default 12.8 MB: an activation of the paper's
-partitions) and acknowledges each with a small message; the sender (this process) times the whole run,
-so every figure is one-way throughput with a per-message ack, the pattern of a pipeline stage. Also times
-the same tensor on an emulated 1 Gbit/s link. Prints a table and appends it to BENCHMARKS.md.
+``--messages`` float32 tensors of ``--mb`` megabytes (default 12.8 MB, about a (16, 64, 56, 56) feature
+map) and acknowledges each with a small message; the sender (this process) times the run, so every figure
+is one-way throughput with a per-message ack, the pattern of a pipeline stage. Trials go round the methods
+in turn and the median is kept; CPU time per message on each side is reported too, since wall-clock
+figures on a shared machine move with other people's load. Also times the same tensor on an emulated
+1 Gbit/s link. Prints a table and appends it to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -281,14 +283,19 @@ def main() -> None:
         f"(expected {shape.transfer_time(nbytes) * 1e3:.1f} ms + ack round trip)."
     )
     load = "load average %.2f %.2f %.2f" % os.getloadavg()
+    notes = [verdict, shaped_line, f"Machine {load} at the end of the run."]
+    if raw_gbps < TARGET_GBPS:
+        notes.append(
+            f"The raw socket itself moved only {raw_gbps:.2f} GB/s here, so the absolute target is bounded by "
+            "this machine (its CPUs, and load from other work), not by the transport; the share of the raw "
+            "figure and the CPU columns are the meaningful comparison."
+        )
     table = "\n".join(lines)
     print()
     print(table)
-    print(verdict)
-    print(shaped_line)
-    print(load)
+    print("\n".join(notes))
     if not args.no_record:
-        record(args, table, "\n".join([verdict, shaped_line, f"Machine {load} at the end of the run."]))
+        record(args, table, "\n".join(notes))
 
 
 def record(args: argparse.Namespace, table: str, notes: str) -> None:

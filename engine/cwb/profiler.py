@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Optimizer = Literal["sgd", "adam", "sgd-nomomentum"]
 DType = Literal["float32", "float16"]
+Clock = Literal["wall", "process"]
 OPTIMIZERS = ("sgd", "adam", "sgd-nomomentum")
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 MIN_IMAGE_SIZE = 32
@@ -71,6 +72,9 @@ class ProfilerConfig:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``meta`` is accepted by ``measure_memory`` only."""
     repeats: int = 5
     """Timed runs per unit; the median is kept."""
+    clock: Clock = "wall"
+    """``wall`` (CUDA events on a GPU), or ``process``: CPU time of this process (``time.process_time``), which
+    other programs' load on a shared machine does not inflate; it equals wall time only with one torch thread."""
     warmup: int = 2
     """Untimed runs per unit before timing (allocator and kernel selection settle)."""
     seed: int = 0
@@ -89,6 +93,8 @@ class ProfilerConfig:
             raise ConfigError(f"repeats must be at least 1, got {self.repeats}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be 0 or more, got {self.warmup}")
+        if self.clock not in ("wall", "process"):
+            raise ConfigError(f"unknown clock {self.clock!r}; choose wall or process")
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ def profile_model(config: ProfilerConfig, on_unit: ProgressCallback | None = Non
     device = resolve_device(config.device)
     if device.type == "meta":
         raise ConfigError("the meta device has no clock; use measure_memory for byte counts")
+    if device.type == "cuda" and config.clock == "process":
+        raise ConfigError("the process clock times the CPU; profile a GPU with the wall clock (CUDA events)")
     model, units, images = _setup(config, device)
     memory, inputs = _memory_pass(model, units, images, config.optimizer)
     layers = []
@@ -207,7 +215,6 @@ def _memory_pass(model: nn.Module, units, images: torch.Tensor, optimizer: str):
                 )
             )
             x = out
-    del kept, x, out
     memory = [replace(entry, activation_bytes=saved[index]) for index, entry in enumerate(memory)]
     return memory, inputs
 
@@ -245,20 +252,19 @@ def _time_unit(unit: nn.Module, x: torch.Tensor, input_grad: bool, config: Profi
         for p in params:
             p.grad = None  # as zero_grad(set_to_none=True): backward allocates the gradients, as in training
         inp = x.clone().requires_grad_(input_grad)
-        out, forward_ms = _timed(lambda: unit(inp), device)
+        out, forward_ms = _timed(lambda: unit(inp), device, config.clock)
         if out.requires_grad:
             grad = None if out.dim() == 0 else torch.ones_like(out)
-            _, backward_ms = _timed(lambda: torch.autograd.backward(out, grad), device)
+            _, backward_ms = _timed(lambda: torch.autograd.backward(out, grad), device, config.clock)
         else:
             backward_ms = 0.0  # nothing upstream to differentiate (a weightless first unit)
         if run >= config.warmup:
             forward.append(forward_ms)
             backward.append(backward_ms)
-        del out, inp
     return statistics.median(forward), statistics.median(backward)
 
 
-def _timed(fn: Callable[[], object], device: torch.device):
+def _timed(fn: Callable[[], object], device: torch.device, clock: str):
     """(result, milliseconds) of ``fn``; on CUDA timed by events on the current stream."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -268,9 +274,10 @@ def _timed(fn: Callable[[], object], device: torch.device):
         end.record()
         end.synchronize()
         return result, start.elapsed_time(end)
-    start_s = time.perf_counter()
+    now = time.process_time if clock == "process" else time.perf_counter
+    start_s = now()
     result = fn()
-    return result, (time.perf_counter() - start_s) * 1000.0
+    return result, (now() - start_s) * 1000.0
 
 
 _KINDS = (
@@ -290,7 +297,7 @@ def _settings(config: ProfilerConfig, device: torch.device) -> ProfileSettings:
     if device.type == "cuda":
         name = f"{torch.cuda.get_device_name(device)} ({device})"
     else:
-        name = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+        name = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads, {config.clock} clock)"
     return ProfileSettings(
         model="lite-srl" if config.model.variant == "litesrl" else config.model.variant,
         backbone=config.model.backbone,

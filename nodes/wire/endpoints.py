@@ -17,6 +17,7 @@ from nodes.wire.transport import (
     Connection,
     ConnectionClosed,
     TransportTimeout,
+    check_timeout,
     os_error_reason,
 )
 
@@ -119,6 +120,7 @@ async def serve(
     its connection closed with the reason logged (and sent in an ERROR frame when the stream allows);
     the server keeps serving the others. An exception escaping ``handler`` is logged the same way.
     """
+    check_timeout(timeout)
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.create_server((host, port), family=family, backlog=backlog)
@@ -132,23 +134,28 @@ async def connect(
     host: str,
     port: int,
     secret: bytes,
-    *,
     timeout: float = DEFAULT_TIMEOUT,
+    *,
     limits: FrameLimits = FrameLimits(),
     shaping: LinkShape | None = None,
 ) -> Connection:
     """Open a connection to a :func:`serve` server and run the handshake; raise :class:`ConnectionClosed`
     when the server cannot be reached, :class:`AuthError` when either side fails to prove the secret, or
     :class:`TransportTimeout`."""
+    check_timeout(timeout)
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
     except asyncio.TimeoutError:
         raise TransportTimeout(f"resolving {host} took longer than {timeout:g} s") from None
-    except OSError as exc:
-        raise ConnectionClosed(f"cannot resolve {host}: {os_error_reason(exc)}") from None
+    except OSError as exc:  # socket.gaierror: its errno is not one os.strerror knows
+        raise ConnectionClosed(f"cannot resolve {host}: {exc.strerror or exc}") from None
     sock = await _open(host, port, infos, timeout)
-    conn = Connection(sock, timeout=timeout, limits=limits, shaping=shaping)
+    try:
+        conn = Connection(sock, timeout=timeout, limits=limits, shaping=shaping)
+    except OSError as exc:  # reset as soon as it opened
+        sock.close()
+        raise ConnectionClosed(f"connection to {host}:{port} failed as it opened: {os_error_reason(exc)}") from None
     try:
         await authenticate_client(conn, secret)
     except BaseException:

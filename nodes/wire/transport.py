@@ -36,9 +36,11 @@ DEFAULT_TIMEOUT = 30.0
 COALESCE_BYTES = 64 * 1024
 """Frames up to this size are joined into one buffer and sent with one call (one packet on
 TCP_NODELAY); larger ones go out as header, then each tensor's own memory."""
-SEND_SLICE_BYTES = 4 * 1024 * 1024
-"""Large buffers are handed to the socket in slices of at most this size, each under the timeout,
-so the timeout bounds a stall rather than the transfer time of a 1 GiB frame."""
+SLICE_BYTES = 4 * 1024 * 1024
+"""Large buffers are handed to the socket in slices of at most this size, each under the timeout, so
+the timeout bounds a stall rather than the transfer time of a 1 GiB frame; and the transfer lets the
+event loop run between slices, so a big frame on a fast link never starves the node's other tasks
+(heartbeats, telemetry)."""
 
 T = TypeVar("T")
 
@@ -79,12 +81,13 @@ class Connection:
         ``timeout`` bounds every wait, ``limits`` every frame received or sent, and ``shaping`` (off by
         default) emulates a slower link on what this side sends.
         """
-        if not timeout > 0:
-            raise NodeError(f"connection timeout must be > 0 s, got {timeout}")
+        check_timeout(timeout)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
+        """Seconds any single wait on the socket may last, unless a call passes its own."""
         self.limits = limits
+        """Bounds on the frames this side receives and sends."""
         self._sock = sock
         self._closed = False
         self._pacer = Pacer(shaping) if shaping is not None else None
@@ -202,13 +205,18 @@ class Connection:
     async def _recv_exactly(self, view: memoryview, timeout: float, what: str) -> None:
         """Fill ``view`` from the socket; read directly while data is buffered, wait on the loop otherwise."""
         loop = asyncio.get_running_loop()
-        got, size = 0, len(view)
+        got, size, unyielded = 0, len(view), 0
         while got < size:
+            if unyielded >= SLICE_BYTES:
+                await asyncio.sleep(0)
+                unyielded = 0
             try:
                 count = self._sock.recv_into(view[got:])
+                unyielded += count
             except BlockingIOError:
                 # Waiting on the loop costs a task per wait, so it is only paid when the socket is empty.
                 count = await self._within(loop.sock_recv_into(self._sock, view[got:]), timeout, f"receiving {what}")
+                unyielded = 0
             except OSError as exc:
                 raise self._failure(f"receiving {what}", exc) from None
             if count == 0:
@@ -223,12 +231,14 @@ class Connection:
         """Send all of ``data`` from its own memory, in slices bounded by the timeout and the link shape."""
         loop = asyncio.get_running_loop()
         view = memoryview(data).cast("B")
-        step = SEND_SLICE_BYTES if self._pacer is None else self._pacer.slice_bytes
+        step = SLICE_BYTES if self._pacer is None else self._pacer.slice_bytes
         sent = 0
         while sent < len(view):
             piece = view[sent : sent + step]
             if self._pacer is not None:
                 await self._pacer.admit(len(piece))
+            elif sent:
+                await asyncio.sleep(0)
             try:
                 done = self._sock.send(piece)
             except BlockingIOError:
@@ -280,6 +290,12 @@ def _reusable(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor | None:
     ):
         return tensor
     return None
+
+
+def check_timeout(timeout: float) -> None:
+    """Raise :class:`NodeError` unless ``timeout`` is a positive number of seconds."""
+    if not timeout > 0:
+        raise NodeError(f"connection timeout must be > 0 s, got {timeout}")
 
 
 def os_error_reason(exc: OSError) -> str:

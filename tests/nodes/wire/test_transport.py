@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from nodes.errors import ProtocolError
+from nodes.errors import NodeError, ProtocolError
 from nodes.wire import (
     Connection,
     ConnectionClosed,
@@ -203,6 +203,15 @@ async def test_connect_to_a_port_nobody_listens_on_fails_cleanly():
         port = probe.getsockname()[1]
     with pytest.raises(ConnectionClosed, match=f"cannot connect to 127.0.0.1:{port}: Connection refused"):
         await connect("127.0.0.1", port, SECRET, timeout=2.0)
+
+
+async def test_unknown_host_and_bad_timeout_fail_cleanly():
+    with pytest.raises(ConnectionClosed, match="cannot resolve no-such-host.invalid"):
+        await connect("no-such-host.invalid", 9, SECRET, timeout=5.0)
+    with pytest.raises(NodeError, match="connection timeout must be > 0 s, got 0"):
+        await connect("127.0.0.1", 9, SECRET, timeout=0)
+    with pytest.raises(NodeError, match="connection timeout must be > 0 s, got -1"):
+        await serve("127.0.0.1", 0, lambda conn: asyncio.sleep(0), SECRET, timeout=-1)
 
 
 async def test_serve_on_a_busy_port_fails_cleanly():

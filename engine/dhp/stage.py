@@ -1,0 +1,148 @@
+"""One partition of Lite-SRL on one node: forward, backward and the local weight update (paper eq. 6-7)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from engine.errors import ConfigError
+from engine.model import LiteSRL, ModelConfig, build_model
+from engine.schedule import cosine_lr, scaled_lr
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimiser every stage runs; identical on all nodes so a chain equals one model."""
+
+    base_lr: float = 0.05
+    """Base rate; the peak is base_lr x batch_size / 256."""
+    batch_size: int = 64
+    """Mini-batch (images; the stage sees 2x this rows)."""
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    total_steps: int = 1000
+    """Iterations of the whole run; the cosine schedule spans them."""
+    warmup_steps: int = 10
+    fix_predictor_lr: bool = True
+    """Keep the predictor (last stage) at the peak rate, as single-machine pretraining does."""
+
+    def lr(self, iteration: int, predictor: bool = False) -> float:
+        peak = scaled_lr(self.base_lr, self.batch_size)
+        if predictor and self.fix_predictor_lr:
+            return peak
+        return cosine_lr(iteration, self.total_steps, peak, self.warmup_steps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Which partitionable units ``[start, end)`` of which model a stage holds."""
+
+    model: ModelConfig
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ConfigError(f"a stage needs start < end, got [{self.start}, {self.end})")
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "start": self.start, "end": self.end}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StageSpec":
+        return cls(ModelConfig.from_dict(data["model"]), int(data["start"]), int(data["end"]))
+
+
+def stage_module(model: LiteSRL, spec: StageSpec) -> nn.Sequential:
+    """The units ``[start, end)`` of ``model`` as a Sequential (sharing ``model``'s parameters)."""
+    units = model.partitionable_layers()
+    if spec.end > len(units):
+        raise ConfigError(f"stage [{spec.start}, {spec.end}) runs past the model's {len(units)} units")
+    return nn.Sequential(*[module for _, module in units[spec.start : spec.end]])
+
+
+def split_model(model: LiteSRL, cuts: list[int]) -> list[StageSpec]:
+    """Stage specs for cut points ``cuts`` (unit indices where a new stage starts)."""
+    bounds = [0, *cuts, len(model.partitionable_layers())]
+    if bounds != sorted(set(bounds)):
+        raise ConfigError(f"cut points {cuts} must be increasing and inside the model")
+    return [StageSpec(model.config, a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+class StageWorker:
+    """Holds a stage's module and optimiser and the autograd state of the mini-batch in flight.
+
+    ``forward`` keeps the graph until ``backward`` brings the output gradient (or, on the last
+    stage, starts from the loss). ``backward`` returns the gradient of the stage input, which is what
+    travels to the previous node; the weights are then updated with this iteration's rate.
+    """
+
+    def __init__(self, spec: StageSpec, optim: OptimConfig, state: dict[str, torch.Tensor] | None = None,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.spec = spec
+        self.optim_config = optim
+        self.device = torch.device(device)
+        model = build_model(spec.model)
+        self.module = stage_module(model, spec).to(self.device)
+        if state is not None:
+            self.module.load_state_dict(state)
+        self.is_last = spec.end == len(model.partitionable_layers())
+        predictor = [p for p in self.module[-1].predictor.parameters()] if self.is_last else []
+        ids = {id(p) for p in predictor}
+        rest = [p for p in self.module.parameters() if id(p) not in ids]
+        self.optimizer = torch.optim.SGD(
+            [{"params": rest, "predictor": False}, {"params": predictor, "predictor": True}],
+            lr=0.0, momentum=optim.momentum, weight_decay=optim.weight_decay,
+        )
+        self._inputs: dict[int, torch.Tensor] = {}
+        self._outputs: dict[int, torch.Tensor] = {}
+
+    @property
+    def is_first(self) -> bool:
+        return self.spec.start == 0
+
+    def forward(self, key: int, x: torch.Tensor) -> torch.Tensor:
+        """Run the stage on ``x`` for mini-batch ``key``; returns the output detached (what is sent)."""
+        self.module.train()
+        x = x.to(self.device)
+        if not self.is_first:
+            x = x.detach().requires_grad_(True)
+        out = self.module(x)
+        self._inputs[key] = x
+        self._outputs[key] = out
+        return out.detach()
+
+    def backward(self, key: int, grad_output: torch.Tensor | None, iteration: int) -> torch.Tensor | None:
+        """Back-propagate mini-batch ``key`` and update the weights; returns the input gradient
+        (None on the first stage, which has nothing upstream)."""
+        x, out = self._inputs.pop(key), self._outputs.pop(key)
+        if self.is_last:
+            out.backward()
+        else:
+            out.backward(grad_output.to(self.device))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.optim_config.lr(iteration, predictor=group["predictor"])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return None if self.is_first else x.grad.detach()
+
+    def discard(self, key: int) -> None:
+        """Drop the state of a mini-batch whose chain was aborted."""
+        self._inputs.pop(key, None)
+        self._outputs.pop(key, None)
+
+    def in_flight(self) -> list[int]:
+        return list(self._inputs)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters and BN buffers, for averaging and checkpoints."""
+        return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(state)
