@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "console.cli.nodes",
     "console.cli.partition",
     "console.cli.profile",
+    "console.cli.cluster",
+    "console.cli.train",
 )
 
 app = typer.Typer(

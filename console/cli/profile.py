@@ -38,6 +38,9 @@ def profile_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     repeats: Annotated[int, typer.Option(help="Timed runs per unit; the median is kept.")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed runs per unit before timing.")] = 2,
+    clock: Annotated[
+        Literal["wall", "process"], typer.Option(help="wall, or process (CPU time; steadier on a shared machine, use 1 thread).")
+    ] = "wall",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the profile and its totals as JSON on stdout.")] = False,
 ) -> None:
@@ -50,7 +53,7 @@ def profile_command(
         if out is None:
             raise ConsoleError("give --out PATH to write the measured profile (or --show PATH to print one)")
         profile, path = _measure(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype,
-                                 device, repeats, warmup, threads), out
+                                 device, repeats, warmup, clock, threads), out
         save_profile(profile, out)
     if as_json:
         data = {"path": str(path), "totals": totals(profile), "profile": profile.to_dict()}
@@ -63,16 +66,18 @@ def profile_command(
         console.print(f"wrote {out}")
 
 
-def _measure(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype, device, repeats, warmup, threads):
+def _measure(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype, device, repeats, warmup, clock,
+             threads):
     """Run the profiler with a progress bar (torch is imported here, not at CLI start-up)."""
     from engine.cwb.profiler import ProfilerConfig, profile_model
-    from engine.device import set_threads
+    from engine.device import resolve_device, set_threads
     from engine.model import ModelConfig
 
     set_threads(threads)
     model = ModelConfig(backbone=backbone, variant=variant, in_channels=1 if modality == "sar" else 3, stem=stem)
     config = ProfilerConfig(model=model, batch_size=batch_size, image_size=image_size, optimizer=optimizer,
-                            dtype=dtype, device=device, repeats=repeats, warmup=warmup)
+                            dtype=dtype, device=device, repeats=repeats, warmup=warmup, clock=clock)
+    resolve_device(device)  # a bad device fails here, before the progress bar takes the terminal
     with progress_bar(transient=True) as progress:
         task = progress.add_task("profiling", total=None, info="building the model")
 

@@ -209,13 +209,16 @@ def _memory_pass(model: nn.Module, units, images: torch.Tensor, optimizer: str):
                     input_numel=x.numel(),
                     param_bytes=_nbytes(params) + _nbytes(buffers),
                     grad_bytes=_nbytes([p for p in params if p.requires_grad]),
-                    optimizer_bytes=_optimizer_bytes(params, optimizer),
+                    optimizer_bytes=0,
                     activation_bytes=0,
                     output_bytes=out.numel() * out.element_size(),
                 )
             )
             x = out
-    memory = [replace(entry, activation_bytes=saved[index]) for index, entry in enumerate(memory)]
+    memory = [
+        replace(entry, activation_bytes=saved[index], optimizer_bytes=_optimizer_bytes(list(unit.parameters()), optimizer))
+        for index, (entry, (_, unit)) in enumerate(zip(memory, units))
+    ]
     return memory, inputs
 
 

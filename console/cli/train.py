@@ -1,0 +1,191 @@
+"""`litesrl train`: headless DHP training on the emulated cluster or the inventory's boards (paper 3.3, 6.2).
+
+Shows the CWB plan, live progress (iterations, loss, throughput, chains in flight), and ends with a
+table in the shape of the paper's Tables 5-6: each node's average runtime per iteration and its
+iteration count, then the total time and the time per iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+from rich.table import Table
+
+from console.cli.common import console, progress_bar
+from console.errors import ConsoleError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command to the CLI."""
+    app.command("train")(train)
+
+
+def train(
+    cluster: Annotated[str, typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards.")] = "local",
+    mode: Annotated[Literal["fixed", "dynamic"], typer.Option(help="Fixed chains (Fig. 4a) or dynamic chains (Fig. 4b).")] = "dynamic",
+    policy: Annotated[Literal["first-free", "earliest-finish"], typer.Option(help="Next-hop policy of dynamic chains.")] = "first-free",
+    iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them).")] = 1000,
+    average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K iterations (paper 100; 0: at the end).")] = 100,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="Board profile (tx2, xavier-nx, orin) or profile .json (default: the cluster's).")] = None,
+    backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50 (picks the board's profile).")] = "resnet18",
+    partitions: Annotated[Optional[int], typer.Option(min=1, help="Stages (default: the fewest that fit the nodes' memory).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=2, help="Images per mini-batch (default: the profile's; 4 when emulated).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(min=16, help="View size (default: the profile's; 32 when emulated).")] = None,
+    lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights, the batch order and augmentations.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt (loadable by `litesrl eval`), events.jsonl.")] = Path("runs/train"),
+    events: Annotated[Optional[Path], typer.Option(help="JSON-lines event stream (default: OUT/events.jsonl).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N iterations (at an averaging; 0: at the end).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    bandwidth: Annotated[str, typer.Option(help="Link rate CWB assumes between boards (inventory clusters).")] = "1Gbit",
+    latency: Annotated[str, typer.Option(help="Per-message latency CWB assumes (inventory clusters).")] = "0ms",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Train Lite-SRL across the cluster's nodes with CWB partitions and DHP chains."""
+    from console.cluster.training import TrainJob, run_training
+
+    if not math.isfinite(lr) or lr <= 0:
+        raise ConsoleError(f"--lr must be a positive number, got {lr}")
+    job = TrainJob(
+        cluster=cluster, mode=mode, policy=policy.replace("-", "_"), iterations=iterations, average_every=average_every,
+        data=data, profile=profile, backbone=backbone, partitions=partitions, batch_size=batch_size,
+        image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
+        checkpoint_every=checkpoint_every, bandwidth=bandwidth, latency=latency,
+    )
+    live = _Live(iterations, quiet=as_json)
+    with live:
+        outcome = asyncio.run(run_training(job, on_plan=live.show_plan, on_event=live.event, on_start=live.started))
+    result = outcome.result
+    report = _report(outcome)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        console.print(_table(outcome, report))
+        console.print(_summary(report))
+    if result.reason:
+        raise ConsoleError(f"the run stopped after {result.step} of {iterations} iterations: {result.reason}")
+
+
+class _Live:
+    """The plan and the live progress bar, fed by the coordinator's events."""
+
+    def __init__(self, iterations: int, quiet: bool) -> None:
+        self.iterations, self.quiet = iterations, quiet
+        self._bar = progress_bar() if not quiet else None
+        self._progress = None
+        self._task = None
+        self._coordinator = None
+        self._loss = math.nan
+        self._times: list[float] = []
+        self._note = ""
+
+    def __enter__(self) -> "_Live":
+        if self._bar is not None:
+            self._progress = self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def show_plan(self, plan, session) -> None:
+        if self.quiet:
+            return
+        scale = session.time_scale
+        self._progress.console.print(f"[bold]cluster[/] {session.description}")
+        table = Table(title=f"CWB plan, {plan.mode} chains: cut after {', '.join(plan.cut_names) or 'nothing'}",
+                      title_justify="left")
+        for column in ("partition", "layers", "nodes", "memory", "work ms"):
+            table.add_column(column)
+        for s, nodes in enumerate(plan.stages):
+            start, end = plan.units[s]
+            table.add_row(f"P{s + 1}", f"{start}..{end - 1}", ", ".join(nodes), f"{plan.memory[s].total / 1e9:.2f} GB",
+                          f"{plan.work_ms[s]:.0f}")
+        if plan.idle:
+            table.add_row("idle", "", ", ".join(plan.idle), "", "")
+        self._progress.console.print(table)
+        wall = f" = {plan.predicted_ms * scale:.0f} ms here at time scale {scale:g}" if scale else ""
+        self._progress.console.print(
+            f"predicted {plan.predicted_ms:.0f} ms per iteration on the boards{wall} "
+            f"(dynamic {plan.replicas.best.iteration_ms:.0f}, fixed {plan.replicas.fixed_iteration_ms:.0f})")
+
+    def started(self, coordinator) -> None:
+        self._coordinator = coordinator
+        if self._progress is not None:
+            self._task = self._progress.add_task("training", total=self.iterations, info="assigning stages")
+
+    def event(self, event) -> None:
+        if self._progress is None or self._task is None:
+            return
+        kind = event.TYPE
+        if kind == "iteration":
+            self._loss = event.loss
+            self._times.append(time.monotonic())
+            self._times = self._times[-50:]
+        elif kind == "averaging":
+            self._note = "averaging" if event.phase == "start" else ""
+        elif kind == "node_lost":
+            self._progress.console.print(f"[red]node {event.node} lost[/]: {event.reason}; requeued {list(event.requeued)}")
+        elif kind == "node_joined":
+            self._progress.console.print(f"[green]node {event.node} rejoined stage {event.stage + 1}")
+        elif kind not in ("run_started", "chain_done"):
+            return
+        rate = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
+        info = f"loss {self._loss:+.4f}  {rate:.2f} it/s  chains {self._coordinator.in_flight}  {self._note}"
+        self._progress.update(self._task, completed=self._coordinator.step, info=info)
+
+
+def _report(outcome) -> dict:
+    plan, result, scale = outcome.plan, outcome.result, outcome.time_scale
+    ms = result.ms_per_iteration if result.completed else None
+    return {
+        "cluster": outcome.description,
+        "plan": plan.to_dict(),
+        "iterations": result.step,
+        "completed_now": result.completed,
+        "seconds": result.seconds,
+        "ms_per_iteration": ms,
+        "time_scale": scale,
+        "board_ms_per_iteration": ms / scale if ms is not None and scale else ms,
+        "predicted_board_ms_per_iteration": plan.predicted_ms,
+        "final_loss": result.final_loss,
+        "per_node": {node: {"stage": s.stage, "iterations": s.iterations, "mean_ms": s.mean_ms,
+                            "board_mean_ms": s.mean_ms / scale if scale else s.mean_ms}
+                     for node, s in result.per_node.items()},
+        "reason": result.reason,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "events": str(outcome.events),
+    }
+
+
+def _table(outcome, report: dict) -> Table:
+    scale = outcome.time_scale
+    unit = " (board ms)" if scale else " (ms)"
+    table = Table(title=f"{outcome.plan.mode.capitalize()} chains: average runtime of each node in one iteration",
+                  title_justify="left")
+    for column in ("partition", "node", "runtime" + unit, "running iterations"):
+        table.add_column(column, justify="right" if column != "node" else "left")
+    for node, row in sorted(report["per_node"].items(), key=lambda item: (item[1]["stage"], item[0])):
+        table.add_row(f"P{row['stage'] + 1}", node, f"{row['board_mean_ms']:.0f}", str(row["iterations"]))
+    return table
+
+
+def _summary(report: dict) -> str:
+    if not report["ms_per_iteration"]:
+        return "no iteration completed"
+    text = (f"{report['completed_now']} iterations in {report['seconds']:.1f} s: {report['ms_per_iteration']:.0f} ms "
+            f"per iteration")
+    if report["time_scale"]:
+        text += (f" = {report['board_ms_per_iteration']:.0f} ms on the boards (time scale {report['time_scale']:g}); "
+                 f"predicted {report['predicted_board_ms_per_iteration']:.0f}")
+    if report["checkpoint"]:
+        text += f"\ncheckpoint: {report['checkpoint']}   events: {report['events']}"
+    return text

@@ -1,0 +1,147 @@
+"""One headless training run on a cluster: open it, plan with CWB, run the coordinator, close it.
+
+``litesrl train`` and ``benchmarks/dhp_tables.py`` both call :func:`run_training`; they only differ in
+how they show the plan, the live events and the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from console.cluster.profiles import resolve_profile
+from console.cluster.session import ClusterSession, open_inventory, open_local
+from console.errors import ConsoleError
+
+EMULATED_BATCH = 4
+"""Mini-batch of the small real workload emulated boards run (the profile sets the times)."""
+EMULATED_VIEW = 32
+"""View size of that workload, pixels."""
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What ``litesrl train`` was asked; None means "the cluster's or the profile's default"."""
+
+    cluster: str = "local"
+    """``local`` (the emulated cluster) or an inventory TOML path."""
+    mode: str = "dynamic"
+    policy: str = "first_free"
+    iterations: int = 1000
+    average_every: int = 100
+    data: Path | None = None
+    """Dataset folder on the nodes (default: each agent's own ``--data`` or the inventory's data_path)."""
+    profile: str | None = None
+    """Board name or profile file (default: the emulated cluster's board)."""
+    backbone: str = "resnet18"
+    partitions: int | None = None
+    """Stages (default: the fewest that fit the nodes' memory)."""
+    batch_size: int | None = None
+    image_size: int | None = None
+    load_size: int | None = None
+    lr: float = 0.05
+    seed: int = 0
+    out: Path = Path("runs/train")
+    events: Path | None = None
+    resume: bool = False
+    checkpoint_every: int = 0
+    bandwidth: str = "1Gbit"
+    """Link rate the plan assumes for an inventory cluster (the emulated cluster knows its own)."""
+    latency: str = "0ms"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A finished (or stopped) run with what it was planned against."""
+
+    plan: object
+    """``engine.dhp.plan.RunPlan``."""
+    result: object
+    """``engine.dhp.coordinator.RunResult``."""
+    time_scale: float | None
+    """Emulated time scale (None on real boards): measured ms / time_scale = board ms."""
+    description: str
+    events: Path
+
+
+async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_event: Callable | None = None,
+                       on_start: Callable | None = None) -> TrainOutcome:
+    """Train ``job``; ``on_plan(plan, session)`` before assigning, ``on_event(event)`` live, ``on_start(coordinator)``."""
+    from engine.cwb.profile_format import load_profile
+    from engine.cwb.transfer import Network
+    from engine.cwb.units import parse_bandwidth, parse_duration_ms
+    from engine.dhp.coordinator import Coordinator
+    from engine.dhp.events import EventLog
+    from engine.dhp.plan import check_profile_fits_model, plan_run
+    from engine.pretrain import CHECKPOINT_NAME
+
+    checkpoint = job.out / CHECKPOINT_NAME
+    if checkpoint.exists() and not job.resume:
+        raise ConsoleError(f"{job.out} already holds a run; add --resume to continue it or choose another --out")
+    if job.resume and not checkpoint.exists():
+        raise ConsoleError(f"nothing to resume: {checkpoint} does not exist")
+    if job.cluster == "local":
+        session = await open_local()
+    else:
+        session = await open_inventory(Path(job.cluster), parse_bandwidth(job.bandwidth), parse_duration_ms(job.latency))
+    events_path = job.events or job.out / "events.jsonl"
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(session.close)
+        profile_name = job.profile or session.profile
+        if profile_name is None:
+            raise ConsoleError("give --profile (a board name such as tx2, or a profile .json measured on the boards)")
+        profile = load_profile(resolve_profile(profile_name, job.backbone))
+        settings = _settings(job, profile, session)
+        check_profile_fits_model(profile, settings.model)
+        job.out.mkdir(parents=True, exist_ok=True)
+        events = EventLog(events_path)
+        stack.callback(events.close)
+        if on_event is not None:
+            events.subscribe(on_event)
+        coordinator = Coordinator(session.links, session.addresses, settings, events=events, reconnect=session.reconnect)
+        stack.push_async_callback(coordinator.close)
+        await coordinator.attach()
+        pool = [replace(spec, memory_bytes=min(spec.memory_bytes, session.budgets.get(spec.name, spec.memory_bytes)))
+                for spec in coordinator.pool()]
+        cuts = _stored_cuts(job.out) if job.resume else None
+        plan = plan_run(profile, pool, Network(session.bandwidth, session.latency_ms), mode=job.mode,
+                        partitions=job.partitions, cuts=cuts, stage_one=coordinator.data_readers())
+        if on_plan is not None:
+            on_plan(plan, session)
+        if on_start is not None:
+            on_start(coordinator)
+        result = await coordinator.run(plan, profile, resume=job.resume)
+    return TrainOutcome(plan, result, session.time_scale, session.description, events_path)
+
+
+def _settings(job: TrainJob, profile, session: ClusterSession):
+    from engine.dhp.batches import DataSettings
+    from engine.dhp.settings import RunSettings
+    from engine.dhp.stage import OptimConfig
+    from engine.model import ModelConfig
+
+    emulated = session.time_scale is not None
+    batch = job.batch_size or (EMULATED_BATCH if emulated else profile.settings.batch_size)
+    view = job.image_size or (EMULATED_VIEW if emulated else profile.settings.image_size)
+    channels = profile.settings.channels
+    data = DataSettings(path=str(job.data) if job.data else None, modality="sar" if channels == 1 else "optical",
+                        load_size=job.load_size or int(view * 1.5), view_size=view, batch_size=batch, seed=job.seed)
+    return RunSettings(
+        model=ModelConfig(backbone=profile.settings.backbone, in_channels=channels),
+        optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations),
+        data=data, mode=job.mode, policy=job.policy, average_every=job.average_every, seed=job.seed,
+        data_paths={} if job.data else session.data_paths, out_dir=job.out, checkpoint_every=job.checkpoint_every,
+    )
+
+
+def _stored_cuts(out: Path) -> list[int]:
+    """The profile cuts of the checkpoint in ``out`` (its model cuts minus one)."""
+    from engine.checkpoint import load_checkpoint
+    from engine.pretrain import CHECKPOINT_NAME
+
+    stored = load_checkpoint(out / CHECKPOINT_NAME).get("dhp")
+    if not isinstance(stored, dict):
+        raise ConsoleError(f"{out / CHECKPOINT_NAME} is not a cluster training checkpoint")
+    return [cut - 1 for cut in stored["cuts"]]

@@ -1,0 +1,1 @@
+"""Textual operator console for the litesrl cluster: fleet, node telemetry, CWB partitions, live DHP training."""

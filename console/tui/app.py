@@ -1,0 +1,294 @@
+"""The console app: wires the screens to the fleet backend, profiling and training services through messages."""
+
+from __future__ import annotations
+
+import collections
+import time
+from datetime import datetime
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+
+from assets import asset_path
+from console.errors import ConsoleError
+from console.tui.backend import FleetBackend, ProfileRequest, Reading
+from console.tui.commands import ConsoleCommands
+from console.tui.log_handler import AppLogHandler
+from console.tui.messages import (
+    BackendFailed, BackendReady, FleetChanged, LogLine, LogsChanged, PlanChanged, ProfileFailed, ProfileReady,
+    TelemetryArrived, TrainingChanged, TrainingEvents, TrainingExited,
+)
+from console.tui.partition_plan import ProfileSlot
+from console.tui.screens.fleet import FleetScreen
+from console.tui.screens.help import HelpScreen
+from console.tui.screens.logs import LogsScreen
+from console.tui.screens.node import NodeScreen
+from console.tui.screens.open_dialog import OpenProfileDialog
+from console.tui.screens.partition import PartitionScreen
+from console.tui.screens.profile_dialog import ProfileChoice, ProfileDialog
+from console.tui.screens.train_dialog import TrainDialog
+from console.tui.screens.training import TrainingScreen
+from console.tui.settings import ConsoleSettings
+from console.tui.store import FleetStore
+from console.tui.training_run import TrainingRun, TrainRequest, runs_dir
+from console.tui.training_state import TrainingState
+from engine.cwb.profile_format import load_profile
+from engine.errors import ProfileError
+
+LOG_LINES = 5000
+"""Log lines the console keeps."""
+
+REFERENCE_PROFILE = "profiles/tx2-resnet18.json"
+"""The shipped Jetson TX2 ResNet-18 profile (paper 6.1's setting)."""
+
+
+class ConsoleApp(App):
+    """``litesrl-console``: build it with :func:`console.tui.launch.create_app`."""
+
+    CSS_PATH = "console.tcss"
+    TITLE = "litesrl console"
+    MODES = {"fleet": FleetScreen, "profile": PartitionScreen, "training": TrainingScreen, "logs": LogsScreen}
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS = [
+        Binding("1", "switch_mode('fleet')", "Fleet", show=False),
+        Binding("2", "switch_mode('profile')", "Partition", show=False),
+        Binding("3", "switch_mode('training')", "Training", show=False),
+        Binding("4", "switch_mode('logs')", "Logs", show=False),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    status_line = reactive("")
+    """Cluster, nodes up and run progress, shown by every screen's top bar."""
+
+    def __init__(self, backend: FleetBackend, settings: ConsoleSettings | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.settings = settings or ConsoleSettings()
+        self.fleet = FleetStore()
+        self.profile_slot = ProfileSlot()
+        self.training = TrainingState()
+        self.training_process = ""
+        self.training_run: TrainingRun | None = None
+        self.log_lines: collections.deque[LogLine] = collections.deque(maxlen=LOG_LINES)
+        self.log_count = 0
+        self._log_handler = AppLogHandler(self)
+        self._shown_states: dict[str, str] = {}
+
+    def on_mount(self) -> None:
+        self._log_handler.install()
+        self.switch_mode("fleet")
+        self._watch_backend()
+        self.set_interval(1.0, self._tick)
+        self._update_status()
+
+    async def on_unmount(self) -> None:
+        self._log_handler.remove()
+        if self.training_run is not None:
+            await self.training_run.stop()
+        await self.backend.close()
+
+    # -- fleet ---------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="backend")
+    async def _watch_backend(self) -> None:
+        try:
+            await self.backend.start()
+        except ConsoleError as exc:
+            self.post_message(BackendFailed(str(exc)))
+            return
+        self.post_message(BackendReady(self.backend.nodes))
+        async for update in self.backend.updates(self.settings.interval):
+            if isinstance(update, Reading):
+                self.post_message(TelemetryArrived(readings=(update,)))
+            else:
+                self.post_message(TelemetryArrived(statuses=(update,)))
+
+    def on_backend_ready(self, message: BackendReady) -> None:
+        self.fleet.set_nodes(message.nodes)
+        self._log(f"{self.backend.title}: {len(message.nodes)} node(s)")
+        self._changed(FleetChanged(frozenset(self.fleet.names)))
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        self._log(message.reason, "error")
+        self.notify(message.reason, title="cannot reach the cluster", severity="error", timeout=30)
+
+    def on_telemetry_arrived(self, message: TelemetryArrived) -> None:
+        changed = set()
+        for status in message.statuses:
+            if self.fleet.apply_status(status):
+                changed.add(status.node)
+                if not status.ok:
+                    self._log(f"{status.node}: {status.state.value}: {status.reason}", "warning", status.node)
+        for reading in message.readings:
+            if self.fleet.apply_reading(reading):
+                changed.add(reading.node)
+        if changed:
+            self._changed(FleetChanged(frozenset(changed)))
+
+    def _tick(self) -> None:
+        """Once a second: nodes that turned stale (or whose stale age grew) are redrawn."""
+        now, stale = time.monotonic(), self.settings.stale_seconds
+        changed = set()
+        for view in self.fleet.views():
+            shown = view.state(now, stale).value
+            if shown != self._shown_states.get(view.info.name) or shown == "stale":
+                changed.add(view.info.name)
+            self._shown_states[view.info.name] = shown
+        if changed:
+            self._changed(FleetChanged(frozenset(changed)))
+        self._update_status()
+
+    def _update_status(self) -> None:
+        now = time.monotonic()
+        up, total = self.fleet.count_up(now, self.settings.stale_seconds), len(self.fleet.names)
+        line = f"{self.backend.title} · {up}/{total} up"
+        if self.training.started:
+            line += f" · training {self.training.completed}/{self.training.total}"
+        elif self.training_process:
+            line += f" · {self.training_process}"
+        self.status_line = line
+
+    def open_node(self, node: str) -> None:
+        """Show the live telemetry of ``node`` (on the fleet screen's stack)."""
+        self.switch_mode("fleet")
+        self.push_screen(NodeScreen(node))
+
+    # -- profiles -------------------------------------------------------------------------------
+
+    def profile_node(self, node: str | None) -> None:
+        """Ask how to profile (``node`` preselected), then profile on the partition screen."""
+        if self.profile_slot.running is not None:
+            self.notify(f"already profiling {self.profile_slot.running}", severity="warning")
+            return
+
+        def chosen(choice: ProfileChoice | None) -> None:
+            if choice is not None:
+                self.switch_mode("profile")
+                self.run_profile(choice.node, choice.request)
+
+        self.push_screen(ProfileDialog(self.fleet.names, node), chosen)
+
+    @work(exclusive=True, group="profile")
+    async def run_profile(self, node: str, request: ProfileRequest) -> None:
+        """Profile ``node`` through the backend; the result arrives as ProfileReady or ProfileFailed."""
+        self.profile_slot.running, self.profile_slot.started = node, time.monotonic()
+        self._changed(PlanChanged())
+        self._log(f"profiling {node}: {' '.join(request.options())}", source="profile")
+        try:
+            profile = await self.backend.profile(node, request, lambda line: self.post_message(LogLine(line, source="profile")))
+        except ConsoleError as exc:
+            self.post_message(ProfileFailed(str(exc)))
+        else:
+            self.post_message(ProfileReady(profile, f"measured on {node}"))
+
+    def load_reference_profile(self) -> None:
+        """Show the shipped Jetson TX2 profile."""
+        self._load_profile_file(asset_path(REFERENCE_PROFILE), "TX2 reference")
+
+    def ask_profile_file(self) -> None:
+        """Ask for a profile path and load it."""
+        self.push_screen(OpenProfileDialog(), lambda path: path and self._load_profile_file(path, str(path)))
+
+    def _load_profile_file(self, path: Path, origin: str) -> None:
+        self.switch_mode("profile")
+        try:
+            self.post_message(ProfileReady(load_profile(path), origin))
+        except ProfileError as exc:
+            self.post_message(ProfileFailed(str(exc)))
+
+    def on_profile_ready(self, message: ProfileReady) -> None:
+        slot = self.profile_slot
+        slot.profile, slot.origin, slot.running, slot.error = message.profile, message.origin, None, None
+        self._log(f"profile loaded: {message.origin}", source="profile")
+        self._changed(PlanChanged())
+
+    def on_profile_failed(self, message: ProfileFailed) -> None:
+        self.profile_slot.running, self.profile_slot.error = None, message.reason
+        self._log(message.reason, "error", "profile")
+        self.notify(message.reason, title="profile", severity="error", timeout=15)
+        self._changed(PlanChanged())
+
+    # -- training -------------------------------------------------------------------------------
+
+    def ask_training(self) -> None:
+        """Ask for the run's settings, then start it."""
+        self.push_screen(TrainDialog(), lambda request: request and self.start_training(request))
+
+    def start_training(self, request: TrainRequest) -> None:
+        """Launch ``litesrl train`` on the backend's cluster and follow its events."""
+        if self.training_run is not None and self.training_run.running:
+            self.notify("a training run is in progress (x stops it)", severity="warning")
+            return
+        self.switch_mode("training")
+        self._train(request)
+
+    @work(exclusive=True, group="training")
+    async def _train(self, request: TrainRequest) -> None:
+        events = runs_dir() / f"run-{datetime.now():%Y%m%d-%H%M%S}.jsonl"
+        run = self.training_run = TrainingRun(request.argv(self.backend.cluster_argument, events), events,
+                                              lambda line: self.post_message(LogLine(line, source="train")))
+        self.training = TrainingState()
+        self.training_process = f"starting {request.mode} training…"
+        self._changed(TrainingChanged())
+        try:
+            await run.start()
+        except ConsoleError as exc:
+            self.post_message(TrainingExited(-1, str(exc)))
+            return
+        self.training_process = f"running (events: {events})"
+        try:
+            async for batch in run.follow():
+                self.post_message(TrainingEvents(tuple(batch)))
+        except ConsoleError as exc:
+            self.post_message(LogLine(str(exc), "error", "train"))
+            await run.stop()
+        self.post_message(TrainingExited(await run.wait(), run.last_error))
+
+    def on_training_events(self, message: TrainingEvents) -> None:
+        for event in message.events:
+            self.training.apply(event)
+        self._changed(TrainingChanged())
+        self._update_status()
+
+    def on_training_exited(self, message: TrainingExited) -> None:
+        if message.returncode == 0:
+            self.training_process = "finished"
+        else:
+            self.training_process = f"training failed (exit {message.returncode}): {message.detail or 'see logs (4)'}"
+            self.notify(self.training_process, title="training", severity="error", timeout=20)
+        self._log(self.training_process, "info" if message.returncode == 0 else "error", "train")
+        self._changed(TrainingChanged())
+        self._update_status()
+
+    def stop_training(self) -> None:
+        """Interrupt the run in progress."""
+        run = self.training_run
+        if run is None or not run.running:
+            self.notify("no training run in progress")
+            return
+        self.training_process = "stopping…"
+        self._changed(TrainingChanged())
+        self.run_worker(run.stop(), group="training-stop")
+
+    # -- logs and help --------------------------------------------------------------------------
+
+    def on_log_line(self, message: LogLine) -> None:
+        self.log_lines.append(message)
+        self.log_count += 1
+        self._changed(LogsChanged())
+
+    def _log(self, text: str, level: str = "info", source: str = "console") -> None:
+        self.post_message(LogLine(text, level, source))
+
+    def action_help(self) -> None:
+        """Show the key bindings of the console and of the current screen."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def _changed(self, message) -> None:
+        """Tell the active screen (the only one drawing) what changed; others redraw when resumed."""
+        self.screen.post_message(message)

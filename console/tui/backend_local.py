@@ -1,0 +1,144 @@
+"""The fleet backend for the emulated cluster: the agent processes of ``litesrl cluster up`` on this machine.
+
+The cluster is started (when asked and not up) and profiled through the ``litesrl`` command in child
+processes, so torch never loads into the console. Telemetry comes from psutil: each agent's own CPU
+and memory, plus the host's cores and sensors (:mod:`console.tui.agent_probe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from console.cluster.local import ClusterState, down, read_state, state_dir
+from console.errors import ConsoleError
+from console.tui.agent_probe import AgentProbe, LocalAgent
+from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Update, profile_from_output
+from engine.cwb.profile_format import Profile
+from engine.cwb.units import parse_size
+
+log = logging.getLogger(__name__)
+
+LITESRL = (sys.executable, "-m", "console.cli.main")
+"""How the console runs its own CLI in a child process (the same interpreter and checkout)."""
+
+
+async def run_litesrl(args: list[str], on_line: Callable[[str], None]) -> str:
+    """Run ``litesrl ARGS`` as a child; stream its stderr lines to ``on_line``, return its stdout.
+
+    Raises ConsoleError with the command's own ``error:`` line when it exits non-zero.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *LITESRL, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    last = ""
+
+    async def errors() -> None:
+        nonlocal last
+        assert process.stderr is not None
+        async for raw in process.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            if line.startswith("error:") or not last.startswith("error:"):
+                last = line  # the command's own "error: ..." line wins over what follows it
+            on_line(line)
+
+    try:
+        stdout, _ = await asyncio.gather(process.stdout.read(), errors())
+        code = await process.wait()
+    except asyncio.CancelledError:
+        process.terminate()
+        await process.wait()
+        raise
+    if code != 0:
+        raise ConsoleError(f"litesrl {args[0]} failed (exit {code}): {last.removeprefix('error: ') or 'no output'}")
+    return stdout.decode("utf-8", "replace")
+
+
+class LocalBackend(FleetBackend):
+    """The emulated cluster; with ``nodes`` set, it is started (``litesrl cluster up``) when none is up."""
+
+    def __init__(self, nodes: int | None, *, profile: str = "tx2", time_scale: float | None = None,
+                 memory_per_node: str | None = None, keep: bool = False) -> None:
+        self.want = nodes
+        self.options = {"--profile": profile, "--time-scale": time_scale, "--memory-per-node": memory_per_node}
+        self.keep = keep
+        self.title = "local emulated cluster"
+        self.started_here = False
+        """True when this backend started the cluster (then :meth:`close` stops it unless ``keep``)."""
+        self._agents: tuple[LocalAgent, ...] = ()
+        self._infos: tuple[NodeInfo, ...] = ()
+
+    @property
+    def nodes(self) -> tuple[NodeInfo, ...]:
+        return self._infos
+
+    @property
+    def cluster_argument(self) -> str:
+        return "local"
+
+    async def start(self) -> None:
+        """Use the running cluster, or start one of ``nodes`` agents; ConsoleError when neither works."""
+        state = read_state()
+        if state is None or not all(agent.alive() for agent in state.agents):
+            if self.want is None:
+                raise ConsoleError("no local cluster is up: start one with `litesrl cluster up --nodes 6` "
+                                   "or run `litesrl-console --local 6`")
+            if state is not None:
+                await asyncio.to_thread(down)
+            args = ["cluster", "up", "--nodes", str(self.want)]
+            for option, value in self.options.items():
+                if value is not None:
+                    args += [option, str(value)]
+            log.info("starting the emulated cluster: litesrl %s", " ".join(args))
+            await run_litesrl(args, lambda line: log.info("cluster: %s", line))
+            self.started_here = True
+            state = read_state()
+            if state is None:
+                raise ConsoleError("`litesrl cluster up` succeeded but left no cluster state")
+        elif self.want is not None and self.want != len(state.agents):
+            log.warning("using the running cluster of %d node(s), not %d", len(state.agents), self.want)
+        self._adopt(state)
+
+    def _adopt(self, state: ClusterState) -> None:
+        board = Path(state.profile).stem if state.profile.endswith(".json") else state.profile
+        self._agents = tuple(LocalAgent(a.name, a.pid, a.port, board, parse_size(a.memory_budget), a.speed)
+                             for a in state.agents)
+        self._infos = tuple(
+            NodeInfo(a.name, board if a.speed == 1 else f"{board} ×{a.speed:g}",
+                     f"{a.host}:{a.port} (pid {a.pid})", agent.memory_budget, a.speed)
+            for a, agent in zip(state.agents, self._agents))
+        scale = f", time ×{state.time_scale:g}" if state.time_scale != 1 else ""
+        self.title = f"local emulated cluster ({len(self._agents)} × {board}{scale})"
+
+    async def updates(self, interval: float) -> AsyncIterator[Update]:
+        probe = await AgentProbe.open(interval)
+        try:
+            deadline = time.monotonic()
+            while True:
+                for item in probe.read(self._agents):
+                    yield item
+                deadline += interval
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        finally:
+            await probe.close()
+
+    async def profile(self, node: str, request: ProfileRequest, on_line: Callable[[str], None]) -> Profile:
+        """Profile on this machine, where the emulated node runs (its times are this CPU's, not a TX2's)."""
+        if node not in {agent.name for agent in self._agents}:
+            raise ConsoleError(f"no node {node!r} in the local cluster")
+        out = state_dir() / "profiles" / f"{node}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stdout = await run_litesrl(["profile", "--out", str(out), *request.options()], on_line)
+        return profile_from_output(stdout, node)
+
+    async def close(self) -> None:
+        if self.started_here and not self.keep:
+            log.info("stopping the emulated cluster this console started")
+            await asyncio.to_thread(down)
+            self.started_here = False

@@ -1,0 +1,124 @@
+"""The fleet backend for real boards: an inventory's nodes over asyncssh, telemetry streamed from each node.
+
+Each node runs ``litesrl tegrastats --local --json`` from its litesrl venv (jtop, else tegrastats,
+else psutil on the board) and the console reads one JSON sample per line through an SSH channel.
+A node whose link fails is retried every :data:`RETRY_SECONDS`; its state (auth failed, host
+key unknown or changed, timeout, unreachable, stale) is reported as it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import AsyncIterator, Callable
+
+from console.errors import ConsoleError, FleetError
+from console.fleet.fleet import Fleet
+from console.fleet.inventory import Inventory, NodeSpec
+from console.fleet.remote import RemoteLayout, sh_join
+from console.fleet.ssh import NodeState, NodeStatus, NodeUnavailable
+from console.fleet.stream import LineStream
+from console.fleet.target import resolve_target
+from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Reading, Update, profile_from_output
+from engine.cwb.profile_format import Profile
+from nodes.errors import TelemetryError
+from nodes.telemetry.sample import Sample
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 5.0
+"""Pause before reconnecting a node whose link or telemetry stream failed."""
+
+PROFILE_TIMEOUT = 3600.0
+"""Longest a profiling run on a board may take."""
+
+
+def telemetry_command(python: str, interval: float) -> str:
+    """The remote command that streams a node's telemetry as JSON lines, run by its venv's ``python``."""
+    return sh_join([python, "-m", "console.cli.main", "tegrastats", "--local", "--json", "--interval", f"{interval:g}"])
+
+
+class SSHBackend(FleetBackend):
+    """The nodes of an inventory file, reached over SSH."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.title = f"{inventory.cluster.name} ({inventory.path.name})"
+        self._infos: tuple[NodeInfo, ...] = ()
+        self._fleets = {node.name: Fleet(inventory, [node]) for node in inventory.nodes}
+        """One single-node Fleet per node, so each reconnects on its own schedule."""
+
+    @property
+    def nodes(self) -> tuple[NodeInfo, ...]:
+        return self._infos
+
+    @property
+    def cluster_argument(self) -> str:
+        return str(self.inventory.path)
+
+    async def start(self) -> None:
+        """Resolve each node's SSH target (raises InventoryError for a broken ssh config); nothing is dialled."""
+        infos = []
+        for node in self.inventory.nodes:
+            target = resolve_target(node, self.inventory.cluster)
+            infos.append(NodeInfo(node.name, node.board, target.address, node.memory_budget))
+        self._infos = tuple(infos)
+
+    async def updates(self, interval: float) -> AsyncIterator[Update]:
+        queue: asyncio.Queue[Update] = asyncio.Queue()
+        tasks = [asyncio.create_task(self._follow(node, interval, queue.put_nowait)) for node in self.inventory.nodes]
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, node: NodeSpec, interval: float, emit: Callable[[Update], None]) -> None:
+        """Connect ``node`` and stream its telemetry, forever; every failure is emitted as its status."""
+        fleet = self._fleets[node.name]
+        command = telemetry_command(RemoteLayout.for_node(node).venv_python, interval)
+        while True:
+            await fleet.connect()
+            status = fleet.status(node.name)
+            emit(status)
+            if status.ok:
+                try:
+                    await self._stream(fleet, node, command, emit)
+                    reason = "telemetry stream ended"
+                except NodeUnavailable as exc:
+                    reason = exc.status.reason
+                except (FleetError, TelemetryError, ValueError) as exc:
+                    reason = str(exc)
+                now = fleet.status(node.name)
+                emit(now if not now.ok else NodeStatus(node.name, NodeState.STALE, reason))
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _stream(self, fleet: Fleet, node: NodeSpec, command: str, emit: Callable[[Update], None]) -> None:
+        async with LineStream(fleet.connection(node.name), command) as lines:
+            async for line in lines:
+                if line.startswith("{"):
+                    emit(Reading(node.name, Sample.from_json_dict(json.loads(line)), None, time.monotonic()))
+
+    async def profile(self, node: str, request: ProfileRequest, on_line: Callable[[str], None]) -> Profile:
+        """Run ``litesrl profile`` on the board (its own torch and GPU) and read the profile it prints."""
+        self.inventory.node(node)  # InventoryError naming the known nodes
+        fleet = self._fleets[node]
+        await fleet.connect()
+        conn = fleet.connection(node)
+        out = f"{conn.layout.workdir}/profile-{node}.json"
+        command = sh_join([conn.layout.venv_python, "-m", "console.cli.main", "profile", "--out", out, *request.options()])
+        on_line(f"{node}$ {command}")
+        result = await conn.run(command, timeout=PROFILE_TIMEOUT, check=False)
+        for line in result.stderr.splitlines()[-20:]:
+            on_line(line)
+        if result.exit_status != 0:
+            detail = next((l for l in reversed(result.stderr.splitlines()) if l.strip()), "no error output")
+            raise ConsoleError(f"{node}: profiling failed (exit {result.exit_status}): {detail}")
+        return profile_from_output(result.stdout, node)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(fleet.close() for fleet in self._fleets.values()))

@@ -1,0 +1,1 @@
+"""Custom widgets of the operator console: meters, charts, the layer strip and the chain board."""

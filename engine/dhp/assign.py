@@ -1,0 +1,90 @@
+"""Stage assignment (paper 3.3: CWB's partitions handed to the DHP nodes): one ASSIGN per node, weights included."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, replace
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from engine.cwb.profile_format import Profile
+from engine.dhp.channel import NodeChannel
+from engine.dhp.emulation import Emulation
+from engine.dhp.plan import RunPlan
+from engine.dhp.protocol import Op, pack_state
+from engine.dhp.settings import RunSettings
+from engine.dhp.stage import StageSpec
+from engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+
+class AssignmentRefused(EngineError):
+    """A node refused its stage (over its memory budget); the message carries the node's numbers."""
+
+
+def emulation_targets(profile: Profile, start: int, end: int) -> dict[str, Any]:
+    """The profile's figures an emulated board paces a stage to (``engine.dhp.emulation.Emulation``)."""
+    e = Emulation.from_profile(profile, start, end, speed=1.0, time_scale=1.0, bandwidth=1.0)
+    return {"forward_ms": e.forward_ms, "backward_ms": e.backward_ms,
+            "output_bytes": e.output_bytes, "input_bytes": e.input_bytes}
+
+
+def assign_header(settings: RunSettings, plan: RunPlan, profile: Profile, stage: int, node: str,
+                  address: tuple[str, int]) -> dict[str, Any]:
+    """The ASSIGN header for ``node`` serving ``stage`` (its weights travel as the message's tensors)."""
+    start, end = plan.units[stage]
+    data = None
+    if stage == 0:
+        data = replace(settings.data, path=settings.data_paths.get(node, settings.data.path)).to_dict()
+    return {
+        "stage": {"index": stage, "count": len(plan.units), "spec": StageSpec(settings.model, start, end).to_dict()},
+        "optim": settings.optim.to_dict(),
+        "seed": settings.seed,
+        "memory": asdict(plan.memory[stage]),
+        "emulation": emulation_targets(profile, start, end) if settings.emulate else None,
+        "data": data,
+        "address": {"host": address[0], "port": address[1]},
+    }
+
+
+async def assign(channel: NodeChannel, header: Mapping[str, Any], state: Mapping[str, torch.Tensor],
+                 timeout: float) -> dict[str, Any] | None:
+    """Send one assignment; returns the node's dataset description (stage 1) or None.
+
+    Raises AssignmentRefused with the node's reason (over budget), NodeRequestError or LinkError.
+    """
+    keys, tensors = pack_state(state)
+    answer = await channel.request(Op.ASSIGN, {**header, "keys": keys}, tensors, timeout=timeout,
+                                   expect=(Op.ASSIGNED, Op.REFUSED))
+    if answer.op is Op.REFUSED:
+        raise AssignmentRefused(answer.header.get("reason", f"{channel.name} refused its stage"))
+    return answer.header.get("data")
+
+
+async def assign_all(channels: Mapping[str, NodeChannel], settings: RunSettings, plan: RunPlan, profile: Profile,
+                     states: Sequence[Mapping[str, torch.Tensor]], addresses: Mapping[str, tuple[str, int]],
+                     ) -> dict[str, dict[str, Any]]:
+    """Assign every planned node concurrently; returns each stage-1 node's dataset description.
+
+    All stage-1 nodes must see the same dataset (count and channel statistics), or their batch ``k``
+    would differ: EngineError names the first two that disagree.
+    """
+    jobs = {node: assign(channels[node], assign_header(settings, plan, profile, s, node, addresses[node]),
+                         states[s], settings.request_timeout)
+            for s, nodes in enumerate(plan.stages) for node in nodes}
+    results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    described = {node: data for node, data in zip(jobs, results) if data is not None}
+    first = next(iter(described.items()), None)
+    for node, data in described.items():
+        if (data["images"], data["mean"], data["std"]) != (first[1]["images"], first[1]["mean"], first[1]["std"]):
+            raise EngineError(
+                f"stage-1 nodes read different datasets: {first[0]} has {first[1]['images']} images, "
+                f"{node} has {data['images']} (or other pixel statistics); give every stage-1 node the same data"
+            )
+    return described

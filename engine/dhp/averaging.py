@@ -1,0 +1,89 @@
+"""Averaging the replicas of one DHP stage (paper 6.2: parameters aggregated every 100 iterations).
+
+With dynamic chains a stage served by ``r`` nodes trains ``r`` copies of its weights, each on the
+mini-batches the scheduler gave it. Every ``K`` iterations the coordinator drains the chains,
+averages each stage's copies and sends the result back to all of them.
+
+* **Floating tensors** (weights, BN ``running_mean`` / ``running_var``) get the plain mean over
+  the replicas, whatever their count (3/2/1 is fine). Not weighted by how many iterations each
+  replica ran: the replicas draw mini-batches from one shared stream, so none holds a data subset
+  that would deserve more weight, and a weighting would make the model depend on the scheduler's
+  tie-break (Table 6's 406/594 split of partition 2 is such an artefact, not information). The
+  paper aggregates the parameters without a weighting either.
+* **Integer counters** (BN ``num_batches_tracked``) become ``previous + sum(replica - previous)``:
+  every replica started from ``previous`` (the state sent at the last averaging), so this is the
+  number of mini-batches the stage has seen, as single-machine training counts it. A mean or a sum
+  would be wrong (a sum multiplies the count by ``r`` at every round; a mean divides the new
+  batches by ``r``). A replica that rejoined from a copy of a live one after the last averaging
+  counts that one's batches since then twice; BN reads the counter only with ``momentum=None``,
+  which Lite-SRL does not use, so this affects the reported count only.
+* **Boolean tensors** must agree.
+
+Every result keeps its tensor's dtype; results live on the device of the first replica's tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from engine.errors import EngineError
+
+
+class AveragingError(EngineError):
+    """Replica states that cannot be averaged (different keys, shapes or dtypes)."""
+
+
+def average_states(
+    states: Sequence[Mapping[str, torch.Tensor]], previous: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The averaged state of one stage from its replicas' ``states``.
+
+    ``previous`` is the state every replica started from (the last average, or the initial
+    weights); it is used for integer counters only. Raises AveragingError when keys, shapes or
+    dtypes differ, naming the replica and the key.
+    """
+    if not states:
+        raise AveragingError("no replica states to average")
+    keys = list(states[0])
+    _same_keys(keys, previous, "the previous state")
+    for index, state in enumerate(states[1:], start=1):
+        _same_keys(keys, state, f"replica {index}")
+    averaged = {}
+    for key in keys:
+        first = states[0][key]
+        device = first.device
+        for index, state in enumerate(states[1:], start=1):
+            tensor = state[key]
+            if tensor.shape != first.shape or tensor.dtype != first.dtype:
+                raise AveragingError(
+                    f"{key!r}: replica {index} has {tensor.dtype} {tuple(tensor.shape)} but replica 0 has "
+                    f"{first.dtype} {tuple(first.shape)}"
+                )
+        values = [state[key].detach().to(device) for state in states]
+        if first.is_floating_point() or first.is_complex():
+            wide = torch.promote_types(first.dtype, torch.float32)  # half precision would lose the sum
+            averaged[key] = torch.stack([v.to(wide) for v in values]).mean(dim=0).to(first.dtype)
+        elif first.dtype == torch.bool:
+            if any(not torch.equal(v, values[0]) for v in values[1:]):
+                raise AveragingError(f"{key!r}: boolean tensors differ between replicas")
+            averaged[key] = values[0].clone()
+        else:
+            base = previous[key].detach().to(device=device, dtype=first.dtype)
+            if base.shape != first.shape:
+                raise AveragingError(f"{key!r}: the previous state has shape {tuple(base.shape)}, replicas {tuple(first.shape)}")
+            averaged[key] = base + sum(v - base for v in values)
+    return averaged
+
+
+def _same_keys(keys: list[str], state: Mapping[str, torch.Tensor], who: str) -> None:
+    missing = [k for k in keys if k not in state]
+    extra = [k for k in state if k not in set(keys)]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {missing[:3]}")
+        if extra:
+            parts.append(f"has unexpected {extra[:3]}")
+        raise AveragingError(f"{who} does not match replica 0: it {' and '.join(parts)}")

@@ -1,0 +1,326 @@
+"""The DHP coordinator (paper 3.3, Fig. 4): assigns CWB's stages to nodes and drives fixed or dynamic chains.
+
+It talks to nodes only through :class:`engine.dhp.protocol.NodeLink` (``nodes/client.py`` implements it
+over TCP), so the engine never imports ``nodes/``. Everything a node reports lands in one queue that
+a single loop consumes, so the chain scheduler (``engine.dhp.schedule``) is driven from one task::
+
+    coordinator = Coordinator(links, addresses, settings, events=EventLog("run.jsonl"))
+    infos = await coordinator.attach()
+    plan = plan_run(profile, coordinator.pool(), network, mode=settings.mode)
+    result = await coordinator.run(plan, profile)     # RunResult; events stream meanwhile
+    await coordinator.close()
+
+Every wait has a timeout: requests (``request_timeout``), node liveness (heartbeats), and the loop
+itself (``stall_timeout``). Faults are handled in :mod:`engine.dhp.faults`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+import torch
+
+from engine.cwb.nodes_spec import NodeSpec
+from engine.cwb.profile_format import Profile
+from engine.dhp.assign import assign_all
+from engine.dhp.channel import NodeChannel
+from engine.dhp.checkpoints import load_run, save_run, stage_states
+from engine.dhp.events import (Averaging, ChainDone, ChainLink, Event, EventLog, Iteration, NodeState, NodeSummary,
+                               RunFinished, RunStarted)
+from engine.dhp.faults import Faults
+from engine.dhp.plan import RunPlan
+from engine.dhp.protocol import Message, NodeLink, Op
+from engine.dhp.schedule import ChainScheduler, Completed, Hop, ScheduleError
+from engine.dhp.settings import RunSettings
+from engine.dhp.sync import average_round
+from engine.errors import CheckpointError, EngineError
+
+log = logging.getLogger(__name__)
+
+Reconnect = Callable[[str], Awaitable[NodeLink]]
+"""Opens a fresh link to a node by name (to let a restarted node rejoin); raises LinkError."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended."""
+
+    step: int
+    """Iterations of the run completed in total (a resumed run counts its earlier part)."""
+    completed: int
+    """Iterations completed by this call."""
+    seconds: float
+    """Wall time of this call's training loop."""
+    per_node: dict[str, NodeSummary]
+    """Paper Tables 5-6: each node's stage, iterations and mean forward + backward per mini-batch."""
+    reason: str | None = None
+    """Why the run stopped early (None: it completed)."""
+    checkpoint: Path | None = None
+    """The last checkpoint written, if any."""
+    final_loss: float | None = None
+    """Loss of the last completed iteration."""
+    normalisation: tuple[list[float], list[float]] | None = None
+    """Channel mean and std of the stage-1 dataset."""
+
+    @property
+    def ms_per_iteration(self) -> float:
+        """Wall time per completed iteration."""
+        return self.seconds * 1000 / self.completed if self.completed else math.inf
+
+
+@dataclass
+class _Tally:
+    stage: int
+    iterations: int = 0
+    steps: int = 0
+    total_ms: float = 0.0
+
+
+@dataclass
+class _Flight:
+    started: float
+    loss: float = math.nan
+    members: list[str] = field(default_factory=list)
+
+
+class Coordinator(Faults):
+    """Drives one training run over attached node agents."""
+
+    def __init__(self, links: Mapping[str, NodeLink], addresses: Mapping[str, tuple[str, int]], settings: RunSettings,
+                 *, events: EventLog | None = None, reconnect: Reconnect | None = None) -> None:
+        """``links``: a control link per node; ``addresses``: where *peers* reach each node (NEXT_HOP)."""
+        missing = sorted(set(links) - set(addresses))
+        if missing:
+            raise EngineError(f"no peer address for node(s) {', '.join(missing)}")
+        self.settings = settings
+        self.events = events or EventLog()
+        self.addresses = dict(addresses)
+        self.run_id = uuid.uuid4().hex[:12]
+        self._reconnect = reconnect
+        self._queue: asyncio.Queue[tuple[str, str, Any]] = asyncio.Queue()
+        self.channels: dict[str, NodeChannel] = {name: self._channel(link) for name, link in links.items()}
+        self._t0 = time.monotonic()
+        self._rejoins: dict[str, asyncio.Task] = {}
+        self._sched: ChainScheduler | None = None
+        self._first, self._done, self._flight = 0, set(), {}
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def _channel(self, link: NodeLink) -> NodeChannel:
+        return NodeChannel(link, lambda node, msg: self._queue.put_nowait(("msg", node, msg)),
+                           lambda node, reason: self._queue.put_nowait(("lost", node, reason)))
+
+    async def attach(self) -> dict[str, dict[str, Any]]:
+        """ATTACH every node; returns each node's description (budget, emulated board, data path)."""
+        names = list(self.channels)
+        results = await asyncio.gather(*(self.channels[n].attach(self.run_id, self.settings.request_timeout) for n in names),
+                                       return_exceptions=True)
+        for name, result in zip(names, results):
+            if isinstance(result, BaseException):
+                raise EngineError(f"cannot attach {name}: {result}") if not isinstance(result, EngineError) else result
+        return {name: self.channels[name].info for name in names}
+
+    def pool(self) -> list[NodeSpec]:
+        """The attached nodes as CWB sees them: memory budget, and speed of an emulated board (else 1)."""
+        specs = []
+        for name, channel in self.channels.items():
+            board = channel.info.get("emulated")
+            speed = float(board["speed"]) if board else 1.0
+            specs.append(NodeSpec(name, int(channel.info["memory_budget"]), speed, "emulated" if board else "board"))
+        return specs
+
+    @property
+    def step(self) -> int:
+        """Iterations of the run completed so far (a resumed run counts its earlier part)."""
+        return self._first + len(self._done)
+
+    @property
+    def in_flight(self) -> int:
+        """Chains admitted and not yet completed or aborted."""
+        return self._sched.in_flight if self._sched is not None else 0
+
+    def data_readers(self) -> list[str]:
+        """Nodes that can run stage 1: a data path from the run or their own ``--data``."""
+        s = self.settings
+        return [name for name, ch in self.channels.items() if s.data.path or s.data_paths.get(name) or ch.info.get("data")]
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    async def run(self, plan: RunPlan, profile: Profile, *, resume: bool = False) -> RunResult:
+        """Assign ``plan``'s stages and train until the run's iterations are done or it cannot go on."""
+        s = self.settings
+        first, elapsed, whole = 0, 0.0, None
+        if resume:
+            if s.out_dir is None:
+                raise CheckpointError("resume needs the run's output folder")
+            stored = load_run(s.out_dir, s)
+            if list(stored["dhp"]["cuts"]) != plan.model_cuts:
+                raise CheckpointError(f"the checkpoint cuts the model at units {stored['dhp']['cuts']}; plan with those cuts")
+            first, elapsed, whole = int(stored["step"]), float(stored.get("elapsed_seconds", 0.0)), stored["model"]
+        self.plan, self.profile = plan, profile
+        self._previous = stage_states(s.model, plan.model_cuts, whole, s.seed)
+        described = await assign_all(self.channels, s, plan, profile, self._previous, self.addresses)
+        self._dataset = next(iter(described.values()))
+        self._stage_of = {node: i for i, nodes in enumerate(plan.stages) for node in nodes}
+        self._tally = {node: _Tally(i) for node, i in self._stage_of.items()}
+        self._sched = ChainScheduler(plan.stages, iterations=s.iterations, mode=s.mode, policy=s.policy,
+                                     first_iteration=first, average_every=s.average_every)
+        self._first, self._done, self._flight = first, set(), {}
+        self._elapsed0, self._checkpoint, self._last_loss = elapsed, None, None
+        self._next_checkpoint = first + s.checkpoint_every if s.checkpoint_every else s.iterations
+        for node in self._stage_of:
+            self.channels[node].start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
+        self._t0 = time.monotonic()
+        self._emit(RunStarted, mode=s.mode, policy=s.policy, stages=plan.stages, iterations=s.iterations,
+                   average_every=s.average_every)
+        for node, stage in self._stage_of.items():
+            self._emit(NodeState, node=node, stage=stage, state="idle")
+        try:
+            reason = await self._loop()
+        finally:
+            for task in self._rejoins.values():
+                task.cancel()
+        seconds = time.monotonic() - self._t0
+        if reason:
+            await self._abort_in_flight()
+        per_node = {n: NodeSummary(t.stage, t.iterations, t.total_ms / t.steps if t.steps else 0.0)
+                    for n, t in self._tally.items()}
+        self._emit(RunFinished, iterations=first + len(self._done), seconds=seconds, per_node=per_node, reason=reason)
+        return RunResult(first + len(self._done), len(self._done), seconds, per_node, reason, self._checkpoint,
+                         self._last_loss, (self._dataset["mean"], self._dataset["std"]))
+
+    async def close(self) -> None:
+        """Close every channel; the agents keep running for the next run."""
+        for task in self._rejoins.values():
+            task.cancel()
+        await asyncio.gather(*(channel.close() for channel in self.channels.values()))
+
+    async def _loop(self) -> str | None:
+        sched = self._sched
+        await self._admit()
+        while True:
+            if sched.fatal:
+                return sched.fatal
+            if sched.drained or sched.finished:
+                failure = await self._average_and_checkpoint()
+                if failure or sched.finished:
+                    return failure
+                sched.end_drain()
+                await self._admit()
+                continue
+            try:
+                kind, node, payload = await asyncio.wait_for(self._queue.get(), self.settings.stall_timeout)
+            except asyncio.TimeoutError:
+                return (f"no node reported anything for {self.settings.stall_timeout:g} s "
+                        f"with {sched.in_flight} chain(s) in flight")
+            try:
+                await self._handle(kind, node, payload)
+            except ScheduleError as exc:  # a late report of an aborted chain
+                log.info("ignoring a report from %s: %s", node, exc)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring a malformed report from %s: %s: %s", node, type(exc).__name__, exc)
+            await self._admit()
+
+    async def _handle(self, kind: str, node: str, payload: Any) -> None:
+        if kind == "lost":
+            await self._node_lost(node, payload)
+        elif kind == "joined":
+            await self._node_joined(node, payload)
+        elif payload.op is Op.FORWARD_DONE:
+            await self._forward_done(node, payload)
+        elif payload.op is Op.BACKWARD_DONE:
+            await self._backward_done(node, payload)
+        elif payload.op is Op.FAILED:
+            await self._failed(node, payload)
+        else:
+            log.debug("%s sent %s outside a request", node, payload.op.value)
+
+    async def _admit(self) -> None:
+        for start in self._sched.admit():
+            self._flight[start.chain] = _Flight(time.monotonic(), members=[start.node])
+            self._emit(NodeState, node=start.node, stage=0, state="busy")
+            self._emit(ChainLink, chain=start.chain, batch=start.batch, stage=0, from_node=None, to_node=start.node)
+            await self.channels[start.node].send(Op.START, {"chain": start.chain, "batch": start.batch,
+                                                            "iteration": start.iteration})
+
+    async def _forward_done(self, node: str, message: Message) -> None:
+        chain = int(message.header["chain"])
+        info = self._sched.chain_info(chain)
+        target = self._sched.request_next_hop(chain, node)
+        if target is not None:
+            await self._hop(Hop(chain, len(info.nodes), node, target, info.batch, info.iteration))
+
+    async def _hop(self, hop: Hop) -> None:
+        self._flight[hop.chain].members.append(hop.to_node)
+        self._emit(NodeState, node=hop.to_node, stage=hop.stage, state="busy")
+        self._emit(ChainLink, chain=hop.chain, batch=hop.batch, stage=hop.stage, from_node=hop.from_node, to_node=hop.to_node)
+        host, port = self.addresses[hop.to_node]
+        await self.channels[hop.from_node].send(Op.NEXT_HOP, {"chain": hop.chain, "node": hop.to_node, "host": host, "port": port})
+
+    async def _backward_done(self, node: str, message: Message) -> None:
+        chain = int(message.header["chain"])
+        timing = message.header.get("timing") or {}
+        ms = float(timing.get("forward_ms", 0.0)) + float(timing.get("backward_ms", 0.0))
+        freed = self._sched.backward_done(chain, node)
+        if message.header.get("loss") is not None:
+            self._flight[chain].loss = float(message.header["loss"])
+        self._sched.record_time(node, ms)
+        tally = self._tally[node]
+        tally.steps, tally.total_ms = tally.steps + 1, tally.total_ms + ms
+        self._emit(NodeState, node=node, stage=self._stage_of[node], state="idle")
+        for hop in freed.hops:
+            await self._hop(hop)
+        if freed.done is not None:
+            self._complete(freed.done)
+
+    def _complete(self, done: Completed) -> None:
+        flight = self._flight.pop(done.chain)
+        ms = (time.monotonic() - flight.started) * 1000
+        self._done.add(done.iteration)
+        self._last_loss = flight.loss
+        for member in done.nodes:
+            self._tally[member].iterations += 1
+        self._emit(ChainDone, chain=done.chain, batch=done.batch, nodes=done.nodes, loss=flight.loss, ms=ms)
+        self._emit(Iteration, iteration=done.iteration, batch=done.batch, loss=flight.loss, ms=ms, nodes=done.nodes)
+
+    async def _average_and_checkpoint(self) -> str | None:
+        """Average the replicas (drained), then checkpoint when one is due; returns a failure reason or None."""
+        sched, s = self._sched, self.settings
+        step = self._first + len(self._done)
+        replicas = [[self.channels[n] for n in nodes] for nodes in sched.stages]
+        due = s.out_dir is not None and (sched.finished or step >= self._next_checkpoint)
+        if not due and all(len(r) <= 1 for r in replicas):
+            return None
+        began, averaging = time.monotonic(), any(len(r) > 1 for r in replicas)
+        if averaging:
+            self._emit(Averaging, phase="start", iteration=step)
+        try:
+            self._previous = await average_round(replicas, self._previous, s.request_timeout)
+        except EngineError as exc:
+            return str(exc)
+        if averaging:
+            self._emit(Averaging, phase="done", iteration=step, ms=(time.monotonic() - began) * 1000)
+        if due and self._done == set(range(self._first, step)):
+            norm = (torch.tensor(self._dataset["mean"]), torch.tensor(self._dataset["std"]))
+            elapsed = self._elapsed0 + time.monotonic() - self._t0
+            self._checkpoint = save_run(s.out_dir, s, self.plan.model_cuts, self._previous, norm, step, elapsed,
+                                        self.plan.to_dict())
+            while self._next_checkpoint <= step:
+                self._next_checkpoint += s.checkpoint_every or s.iterations
+            log.info("checkpoint at iteration %d: %s", step, self._checkpoint)
+        return None
+
+    async def _abort_in_flight(self) -> None:
+        """Tell the members of every unfinished chain to drop it (the run stopped)."""
+        for node, chain in self._sched.busy.items():
+            await self.channels[node].send(Op.ABORT, {"chain": chain})
+
+    def _emit(self, kind: type[Event], **values: Any) -> None:
+        self.events.emit(kind(t=round(time.monotonic() - self._t0, 6), **values))

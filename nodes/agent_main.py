@@ -1,0 +1,104 @@
+"""``litesrl-node`` / ``python -m nodes.agent_main``: run the node agent in the foreground until SIGTERM or SHUTDOWN.
+
+It never daemonizes and writes no pid file: the SSH launcher (``console/fleet/agent.py``) and the
+emulated cluster (``console/cluster/local.py``) own the process's lifetime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from engine.errors import EngineError
+from nodes.errors import NodeError
+
+log = logging.getLogger("nodes.agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="litesrl-node", description="Lite-SRL DHP node agent (one TCP port).")
+    parser.add_argument("--host", default="0.0.0.0", help="Address to listen on (default 0.0.0.0).")
+    parser.add_argument("--port", type=int, default=7700, help="TCP port (default 7700; 0 = any free port).")
+    parser.add_argument("--secret-file", help="Cluster secret (default: $LITESRL_SECRET, else ~/.config/litesrl/cluster.secret).")
+    parser.add_argument("--log-file", help="Append the log here (default: stderr).")
+    parser.add_argument("--name", default=socket.gethostname(), help="Node name (default: the host name).")
+    parser.add_argument("--memory-budget", help="Largest stage this node accepts, e.g. 3GB (default: physical memory).")
+    parser.add_argument("--data", help="Dataset folder on this node, read when it runs stage 1.")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--threads", type=int, help="Torch CPU threads (default: 1 when emulated, else torch's).")
+    parser.add_argument("--timeout", type=float, default=30.0, help="Seconds any single socket wait may last.")
+    parser.add_argument("--verbose", action="store_true", help="Log at DEBUG level.")
+    emulated = parser.add_argument_group("emulated board (the local cluster)")
+    emulated.add_argument("--emulate", action="store_true", help="Stretch compute and transfers to the profiled board's times.")
+    emulated.add_argument("--speed", type=float, default=1.0, help="Speed relative to the profiled board (default 1).")
+    emulated.add_argument("--time-scale", type=float, default=1.0, help="Multiply every emulated time (0.1 = ten times faster).")
+    emulated.add_argument("--bandwidth", default="1Gbit", help="Emulated link, e.g. 1Gbit or 125MB/s.")
+    emulated.add_argument("--latency", default="0ms", help="Emulated per-message latency, e.g. 0.5ms.")
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from engine.cwb.units import parse_bandwidth, parse_duration_ms, parse_size
+    from engine.device import resolve_device
+    from nodes.agent import AgentConfig, EmulatedBoard, default_memory_budget
+    from nodes.wire import load_secret
+
+    board = None
+    if args.emulate:
+        if not args.speed > 0 or not args.time_scale > 0:
+            raise NodeError(f"--speed and --time-scale must be > 0, got {args.speed} and {args.time_scale}")
+        board = EmulatedBoard(args.speed, args.time_scale, parse_bandwidth(args.bandwidth), parse_duration_ms(args.latency))
+    budget = parse_size(args.memory_budget) if args.memory_budget else default_memory_budget()
+    if budget <= 0:
+        raise NodeError(f"--memory-budget must be positive, got {args.memory_budget}")
+    data = Path(args.data).expanduser() if args.data else None
+    if data is not None and not data.is_dir():
+        raise NodeError(f"--data {data} is not a folder")
+    return AgentConfig(
+        name=args.name, host=args.host, port=args.port, secret=load_secret(args.secret_file),
+        memory_budget=budget, data=data, board=board, device=str(resolve_device(args.device)), timeout=args.timeout,
+    )
+
+
+async def _serve(config) -> None:
+    from nodes.agent import NodeAgent
+
+    agent = NodeAgent(config)
+    await agent.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.request_stop)
+    # Read by the emulated cluster and by people: the port really bound (``--port 0`` picks one).
+    print(f"listening on {agent.address[0]}:{agent.address[1]}", flush=True)
+    try:
+        await agent.wait_stopped()
+        log.info("stopping")
+    finally:
+        await agent.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, set up logging and serve; a bad option or setting exits 1 with one line."""
+    args = build_parser().parse_args(argv)
+    handlers: list[logging.Handler] = [logging.FileHandler(args.log_file)] if args.log_file else [logging.StreamHandler()]
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=handlers,
+                        format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s")
+    try:
+        from nodes.agent import set_torch_threads
+
+        config = _config(args)
+        set_torch_threads(args.threads if args.threads else (1 if config.board else None))
+        asyncio.run(_serve(config))
+    except (NodeError, EngineError) as exc:
+        log.error("%s", exc)
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

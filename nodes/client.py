@@ -1,0 +1,55 @@
+"""The coordinator's end of a control connection: ``engine.dhp.protocol.NodeLink`` over the wire transport."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from engine.dhp.protocol import LinkError, LinkTimeout, Message, Op
+from nodes.control import recv_op, send_op
+from nodes.errors import NodeError
+from nodes.wire import Connection, TransportTimeout, connect
+
+
+class NodeClient:
+    """A NodeLink to the agent ``name``; transport failures surface as :class:`LinkError` (engine's family)."""
+
+    def __init__(self, name: str, conn: Connection) -> None:
+        self.name = name
+        self._conn = conn
+
+    @property
+    def peer(self) -> str:
+        """``host:port`` of the agent."""
+        return self._conn.peer
+
+    async def send(self, op: Op, header: Mapping[str, Any] | None = None, tensors: Sequence[torch.Tensor] = ()) -> None:
+        """Send one op; raises LinkError / LinkTimeout."""
+        try:
+            await send_op(self._conn, op, header, tensors)
+        except TransportTimeout as exc:
+            raise LinkTimeout(f"{self.name}: {exc}") from None
+        except NodeError as exc:
+            raise LinkError(f"{self.name}: {exc}") from None
+
+    async def recv(self, timeout: float | None = None) -> Message:
+        """The next op from the agent; raises LinkError / LinkTimeout."""
+        try:
+            return await recv_op(self._conn, timeout=timeout)
+        except TransportTimeout as exc:
+            raise LinkTimeout(f"{self.name}: {exc}") from None
+        except NodeError as exc:
+            raise LinkError(f"{self.name}: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+async def connect_node(name: str, host: str, port: int, secret: bytes, timeout: float = 10.0) -> NodeClient:
+    """Open and authenticate a control connection to the agent at ``host:port``; raises LinkError."""
+    try:
+        conn = await connect(host, port, secret, timeout)
+    except NodeError as exc:
+        raise LinkError(f"{name}: {exc}") from None
+    return NodeClient(name, conn)

@@ -1,0 +1,59 @@
+"""Data connections from this node to its peers: opened on first use, authenticated, kept for later chains."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from engine.dhp.protocol import Op
+from nodes.control import send_op
+from nodes.errors import NodeError
+from nodes.wire import Connection, connect
+
+log = logging.getLogger(__name__)
+
+
+class PeerPool:
+    """Outgoing connections keyed by ``(host, port)``; only this node sends on them (peers answer on their own)."""
+
+    def __init__(self, secret: bytes, timeout: float) -> None:
+        self._secret = secret
+        self._timeout = timeout
+        self._conns: dict[tuple[str, int], Connection] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+
+    async def send(self, host: str, port: int, op: Op, header: Mapping[str, Any], tensors: Sequence[torch.Tensor] = ()) -> None:
+        """Send one data message to the node at ``host:port``; raises NodeError when it cannot be delivered.
+
+        A kept connection may have died since its last use (the peer restarted): the message is then
+        sent once more on a fresh connection, which is safe because nothing of a frame is processed
+        before all of it has arrived.
+        """
+        key = (host, port)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            for attempt in (1, 2):
+                conn = self._conns.get(key)
+                fresh = conn is None or conn.closed
+                if fresh:
+                    conn = await connect(host, port, self._secret, self._timeout)
+                    self._conns[key] = conn
+                    log.debug("opened a data connection to %s:%d", host, port)
+                try:
+                    await send_op(conn, op, header, tensors)
+                    return
+                except NodeError as exc:
+                    conn.close()
+                    self._conns.pop(key, None)
+                    if fresh or attempt == 2:
+                        raise
+                    log.info("kept connection to %s:%d failed (%s); reconnecting", host, port, exc)
+
+    def close(self) -> None:
+        """Close every kept connection."""
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()

@@ -1,0 +1,235 @@
+"""One node's part of each DHP chain: forward, hand-off, backward and weight update, paced on an emulated board.
+
+Compute runs in one worker thread (the event loop keeps answering pings, telemetry and data while a
+stage computes) and one step at a time. On an emulated board each step is stretched to its target
+(``engine.dhp.emulation``) and each hand-off is delivered when the emulated link would deliver it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import torch
+
+from engine.dhp.batches import StageOneData
+from engine.dhp.emulation import Emulation
+from engine.dhp.protocol import Op
+from engine.dhp.stage import StageWorker
+from nodes.errors import NodeError
+from nodes.peers import PeerPool
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[Op, dict[str, Any]], Awaitable[None]]
+"""Sends a report to the coordinator (dropped when no coordinator is attached)."""
+
+
+@dataclass
+class _Chain:
+    """What this node holds of one chain."""
+
+    batch: int
+    iteration: int
+    reply_to: tuple[str, int, str] | None
+    """``(host, port, node)`` the input gradient goes back to; None on stage 1."""
+    output: torch.Tensor | None = None
+    """The activation waiting for NEXT_HOP."""
+    timing: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("forward_ms", "backward_ms", "compute_ms", "overrun_ms", "send_ms"), 0.0))
+    aborted: bool = False
+
+
+class StageRunner:
+    """Runs the chains of one assigned stage on this node."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        index: int,
+        count: int,
+        worker: StageWorker,
+        emulation: Emulation | None,
+        data: StageOneData | None,
+        address: tuple[str, int],
+        peers: PeerPool,
+        report: Report,
+    ) -> None:
+        self.node, self.index, self.count = node, index, count
+        self.worker = worker
+        self.emulation = emulation
+        self.data = data
+        self.address = address
+        self._peers = peers
+        self._report = report
+        self._chains: dict[int, _Chain] = {}
+        self._compute = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.count - 1
+
+    @property
+    def chains(self) -> list[int]:
+        """Chains this node holds now."""
+        return list(self._chains)
+
+    # -- entry points (called by the agent for each message) -------------------------------------
+
+    def start(self, chain: int, batch: int, iteration: int) -> None:
+        """START: build mini-batch ``batch`` from the local dataset and run the stage-1 forward."""
+        if self.data is None:
+            raise NodeError(f"{self.node} runs stage {self.index + 1}, which reads no data; START goes to stage 1")
+        self._chains[chain] = _Chain(batch, iteration, None)
+        self._spawn(chain, self._forward(chain, lambda: self.data.views(batch)))
+
+    def activation(self, chain: int, batch: int, iteration: int, reply_to: tuple[str, int, str], x: torch.Tensor) -> None:
+        """ACTIVATION: the previous stage's output for ``chain``."""
+        if self.index == 0:
+            raise NodeError(f"{self.node} runs stage 1, which takes no activation")
+        self._chains[chain] = _Chain(batch, iteration, reply_to)
+        self._spawn(chain, self._forward(chain, lambda: x))
+
+    def next_hop(self, chain: int, node: str, host: str, port: int) -> None:
+        """NEXT_HOP: deliver the activation of ``chain`` to ``node``."""
+        state = self._held(chain)
+        if state is None or state.output is None:
+            raise NodeError(f"NEXT_HOP for chain {chain}, which has no activation waiting on {self.node}")
+        self._spawn(chain, self._hand_off(chain, state, node, host, port))
+
+    def gradient(self, chain: int, grad: torch.Tensor) -> None:
+        """GRADIENT: the next stage's gradient of our output; run backward and pass it on."""
+        if self._held(chain) is None:
+            log.info("gradient for chain %d, which this node no longer holds (aborted); dropped", chain)
+            return
+        self._spawn(chain, self._backward(chain, grad))
+
+    async def abort(self, chain: int) -> None:
+        """ABORT: forget ``chain`` (its autograd state too)."""
+        state = self._chains.pop(chain, None)
+        if state is not None:
+            state.aborted = True
+        async with self._compute:
+            self.worker.discard(chain)
+
+    async def abort_all(self) -> None:
+        """Forget every chain (the coordinator went away)."""
+        for chain in list(self._chains):
+            await self.abort(chain)
+
+    async def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stage's parameters and BN buffers, between two steps."""
+        async with self._compute:
+            return self.worker.state_dict()
+
+    async def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load parameters and BN buffers, between two steps."""
+        async with self._compute:
+            self.worker.load_state_dict(state)
+
+    async def close(self) -> None:
+        """Cancel the chains in progress."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the steps --------------------------------------------------------------------------------
+
+    async def _forward(self, chain: int, make_input: Callable[[], torch.Tensor]) -> None:
+        state = self._held(chain)
+        if state is None:
+            return
+        started = time.monotonic()
+        out = await self._compute_step(chain, state, lambda: self.worker.forward(chain, make_input()))
+        await self._stretch(state, started, self.emulation.forward_s if self.emulation else 0.0)
+        state.timing["forward_ms"] = (time.monotonic() - started) * 1000
+        if state.aborted:
+            return
+        if self.is_last:
+            await self._backward(chain, None, loss=float(out))
+            return
+        state.output = out
+        await self._report(Op.FORWARD_DONE, {"chain": chain, "ms": state.timing["forward_ms"]})
+
+    async def _hand_off(self, chain: int, state: _Chain, node: str, host: str, port: int) -> None:
+        started = time.monotonic()
+        await self._stretch(state, started, self.emulation.activation_send_s if self.emulation else 0.0)
+        if state.aborted:
+            return
+        header = {"chain": chain, "batch": state.batch, "iteration": state.iteration,
+                  "reply_to": {"host": self.address[0], "port": self.address[1], "node": self.node}}
+        output, state.output = state.output, None
+        if not await self._deliver(chain, node, host, port, Op.ACTIVATION, header, output):
+            return
+        state.timing["send_ms"] += (time.monotonic() - started) * 1000
+
+    async def _backward(self, chain: int, grad: torch.Tensor | None, loss: float | None = None) -> None:
+        state = self._held(chain)
+        if state is None:
+            return
+        started = time.monotonic()
+        input_grad = await self._compute_step(chain, state, lambda: self.worker.backward(chain, grad, state.iteration))
+        await self._stretch(state, started, self.emulation.backward_s if self.emulation else 0.0)
+        state.timing["backward_ms"] = (time.monotonic() - started) * 1000
+        if state.aborted:
+            return
+        if state.reply_to is not None:
+            host, port, node = state.reply_to
+            sent = time.monotonic()
+            await self._stretch(state, sent, self.emulation.gradient_send_s if self.emulation else 0.0)
+            if state.aborted or not await self._deliver(chain, node, host, port, Op.GRADIENT, {"chain": chain}, input_grad):
+                return
+            state.timing["send_ms"] += (time.monotonic() - sent) * 1000
+        self._chains.pop(chain, None)
+        header: dict[str, Any] = {"chain": chain, "timing": state.timing}
+        if loss is not None:
+            header["loss"] = loss
+        await self._report(Op.BACKWARD_DONE, header)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _held(self, chain: int) -> _Chain | None:
+        state = self._chains.get(chain)
+        return None if state is None or state.aborted else state
+
+    def _spawn(self, chain: int, step: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(chain, step))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, chain: int, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a torch error must not kill the agent: report it, keep serving
+            log.exception("chain %d failed on %s", chain, self.node)
+            await self._report(Op.FAILED, {"chain": chain, "reason": f"{type(exc).__name__}: {exc}"})
+
+    async def _compute_step(self, chain: int, state: _Chain, work: Callable[[], Any]) -> Any:
+        async with self._compute:
+            began = time.monotonic()
+            result = await asyncio.to_thread(work)
+            state.timing["compute_ms"] += (time.monotonic() - began) * 1000
+            if state.aborted:  # aborted while computing: drop what the step left behind
+                self.worker.discard(chain)
+        return result
+
+    async def _stretch(self, state: _Chain, started: float, target_s: float) -> None:
+        if self.emulation is not None and target_s > 0:
+            state.timing["overrun_ms"] += await self.emulation.stretch(started, target_s) * 1000
+
+    async def _deliver(self, chain: int, node: str, host: str, port: int, op: Op, header: dict, tensor: torch.Tensor) -> bool:
+        """Send to a peer; on failure report FAILED naming the peer (the coordinator decides) and return False."""
+        try:
+            await self._peers.send(host, port, op, header, [tensor])
+            return True
+        except NodeError as exc:
+            log.warning("chain %d: cannot send %s to %s at %s:%d: %s", chain, op.value, node, host, port, exc)
+            await self._report(Op.FAILED, {"chain": chain, "peer": node, "reason": f"cannot reach {node}: {exc}"})
+            return False

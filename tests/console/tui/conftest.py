@@ -1,0 +1,71 @@
+"""Fixtures for the console tests: a real emulated cluster (real agent processes), screen text, scripted nodes."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from rich.console import Console
+
+from console.tui.backend import NodeInfo
+
+CLUSTER_NODES = 3
+"""Agents of the shared emulated cluster (each imports torch: more would make the suite slow)."""
+
+
+def screen_text(app) -> str:
+    """The app's current screen as plain text, what an operator would read."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, force_terminal=True,
+                      color_system="truecolor", legacy_windows=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0, step: float = 0.1) -> None:
+    """Let the app run until ``condition()`` holds; fail with the screen's text after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; screen:\n{screen_text(pilot.app)}")
+        await pilot.pause(step)
+
+
+@pytest.fixture
+def tx2_nodes() -> tuple[NodeInfo, ...]:
+    """Six TX2-like nodes with the paper's 3 GB budget, for scripted (pure UI) tests."""
+    return tuple(NodeInfo(f"tx2-{i}", "tx2", f"nvidia@10.0.0.{10 + i}:22", 3 * 2**30) for i in range(1, 7))
+
+
+@pytest.fixture(scope="session")
+def _emulated_cluster(tmp_path_factory) -> Iterator[Path]:
+    """A real emulated cluster (``console.cluster.local.up``) of :data:`CLUSTER_NODES` agents for the session.
+
+    Its state file, secret and agent logs live in a home of its own, returned.
+    """
+    from console.cluster.local import down, up
+
+    _cluster_home = tmp_path_factory.mktemp("cluster-home")
+    env = {"HOME": str(_cluster_home), "XDG_CONFIG_HOME": str(_cluster_home / ".config"),
+           "XDG_STATE_HOME": str(_cluster_home / ".local" / "state")}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.delenv("LITESRL_SECRET", raising=False)
+        up(CLUSTER_NODES, time_scale=0.05, memory_per_node="1.5GB")
+        try:
+            yield _cluster_home
+        finally:
+            down()
+
+
+@pytest.fixture
+def cluster(_emulated_cluster, monkeypatch) -> Path:
+    """Point this test's environment at the shared emulated cluster (its state file and secret)."""
+    home = _emulated_cluster
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    return home

@@ -1,0 +1,83 @@
+"""Replica averaging: plain means over uneven groups, BN running stats and counters, dtypes, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from engine.dhp.averaging import AveragingError, average_states
+
+torch.set_num_threads(1)
+
+
+def _block() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+
+
+def _train(model: nn.Module, steps: int, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(steps):
+        loss = model(torch.randn(4, 2, 6, 6, generator=generator)).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("replicas", [3, 2, 1])  # the paper's 3/2/1 groups
+def test_uneven_groups_average_weights_and_bn_statistics(replicas):
+    torch.manual_seed(0)
+    start = {k: v.clone() for k, v in _block().state_dict().items()}
+    states = []
+    for index in range(replicas):
+        model = _block()
+        model.load_state_dict(start)
+        states.append(_train(model, steps=2 + 3 * index, seed=index))  # uneven work per replica
+    averaged = average_states(states, start)
+    for key in ("0.weight", "4.bias", "1.running_mean", "1.running_var"):
+        assert torch.allclose(averaged[key], sum(s[key] for s in states) / replicas, atol=1e-6)
+        assert averaged[key].dtype == torch.float32
+    # Every replica started at 0 batches; the stage has seen all of them: 2 + 5 + 8 for 3/2/1's first group.
+    assert averaged["1.num_batches_tracked"].item() == sum(2 + 3 * i for i in range(replicas))
+    assert averaged["1.num_batches_tracked"].dtype == torch.long
+    merged = _block()
+    merged.load_state_dict(averaged)  # loads back into the stage module
+    if replicas == 1:
+        assert all(torch.equal(averaged[k], states[0][k]) for k in states[0])
+
+
+def test_counters_do_not_grow_with_repeated_rounds():
+    previous = {"bn.num_batches_tracked": torch.tensor(100), "w": torch.zeros(2)}
+    states = [{"bn.num_batches_tracked": torch.tensor(100 + n), "w": torch.full((2,), float(n))} for n in (3, 5)]
+    averaged = average_states(states, previous)
+    assert averaged["bn.num_batches_tracked"].item() == 108  # 100 + 3 + 5, not 211 (sum) or 104 (mean)
+    again = average_states([averaged, averaged], averaged)  # nothing trained since: nothing changes
+    assert again["bn.num_batches_tracked"].item() == 108 and torch.equal(again["w"], averaged["w"])
+
+
+def test_dtype_and_device_are_kept():
+    previous = {"h": torch.zeros(3, dtype=torch.float16), "d": torch.zeros(2, dtype=torch.float64)}
+    states = [
+        {"h": torch.tensor([60000.0, 1.0, 2.0], dtype=torch.float16), "d": torch.tensor([1.0, 2.0], dtype=torch.float64)},
+        {"h": torch.tensor([60000.0, 3.0, 2.0], dtype=torch.float16), "d": torch.tensor([3.0, 4.0], dtype=torch.float64)},
+    ]
+    averaged = average_states(states, previous)
+    assert averaged["h"].dtype == torch.float16 and averaged["d"].dtype == torch.float64
+    assert averaged["h"].tolist() == [60000.0, 2.0, 2.0]  # the half-precision sum (120000) would overflow
+    assert averaged["d"].tolist() == [2.0, 3.0] and averaged["d"].device == states[0]["d"].device
+
+
+def test_mismatched_replicas_are_refused():
+    base = {"a": torch.zeros(2), "b": torch.zeros(1)}
+    with pytest.raises(AveragingError, match=r"replica 1 does not match replica 0: it lacks \['b'\]"):
+        average_states([base, {"a": torch.zeros(2)}], base)
+    with pytest.raises(AveragingError, match=r"has unexpected \['c'\]"):
+        average_states([base, {**base, "c": torch.zeros(1)}], base)
+    with pytest.raises(AveragingError, match=r"'a': replica 1 has torch.float32 \(3,\)"):
+        average_states([base, {**base, "a": torch.zeros(3)}], base)
+    with pytest.raises(AveragingError, match="the previous state"):
+        average_states([base], {"a": torch.zeros(2)})
+    with pytest.raises(AveragingError, match="boolean"):
+        average_states([{"m": torch.tensor([True])}, {"m": torch.tensor([False])}], {"m": torch.tensor([True])})
+    with pytest.raises(AveragingError, match="no replica"):
+        average_states([], base)
