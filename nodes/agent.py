@@ -29,7 +29,7 @@ from nodes.control import recv_op, send_op
 from nodes.errors import NodeError, ProtocolError
 from nodes.peers import PeerPool
 from nodes.stage_runner import StageRunner
-from nodes.wire import Connection, Server, TransportTimeout, serve
+from nodes.wire import Connection, ConnectionClosed, Server, TransportTimeout, serve
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class NodeAgent:
                 except TransportTimeout:
                     log.info("closing %s, silent for %g s", conn.peer, self.config.idle_timeout)
                     return
+                except ConnectionClosed as exc:  # peers and coordinators come and go; that is no warning
+                    log.info("%s", exc)
+                    return
                 if message.op is Op.ATTACH:
                     await self._attach(conn, message)
                 elif message.op in (Op.ACTIVATION, Op.GRADIENT):
@@ -222,11 +225,12 @@ class NodeAgent:
         except (EngineError, NodeError, RuntimeError) as exc:
             if isinstance(exc, ProtocolError):
                 raise
-            log.warning("%s failed: %s", op.value, exc)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning("%s failed: %s", op.value, reason)
             if "chain" in message.header:
-                await send_op(conn, Op.FAILED, {"chain": message.header["chain"], "reason": str(exc)})
+                await send_op(conn, Op.FAILED, {"chain": message.header["chain"], "reason": reason})
             else:
-                await send_op(conn, Op.ERROR, {"req": req, "reason": str(exc)})
+                await send_op(conn, Op.ERROR, {"req": req, "reason": reason})
 
     def _require_runner(self) -> StageRunner:
         if self.runner is None:

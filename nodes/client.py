@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from engine.dhp.protocol import LinkError, LinkTimeout, Message, Op
 from nodes.control import recv_op, send_op
-from nodes.errors import NodeError
+from nodes.errors import AuthError, NodeError
 from nodes.wire import Connection, TransportTimeout, connect
 
 
@@ -46,10 +47,20 @@ class NodeClient:
         self._conn.close()
 
 
-async def connect_node(name: str, host: str, port: int, secret: bytes, timeout: float = 10.0) -> NodeClient:
-    """Open and authenticate a control connection to the agent at ``host:port``; raises LinkError."""
-    try:
-        conn = await connect(host, port, secret, timeout)
-    except NodeError as exc:
-        raise LinkError(f"{name}: {exc}") from None
-    return NodeClient(name, conn)
+async def connect_node(name: str, host: str, port: int, secret: bytes, timeout: float = 10.0,
+                       *, patience: float = 0.0) -> NodeClient:
+    """Open and authenticate a control connection to the agent at ``host:port``; raises LinkError.
+
+    ``patience`` > 0 keeps retrying a refused or dropped connection for that many seconds: an agent
+    just started may still be importing torch (a wrong secret fails at once).
+    """
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            return NodeClient(name, await connect(host, port, secret, timeout))
+        except AuthError as exc:
+            raise LinkError(f"{name}: {exc}") from None
+        except NodeError as exc:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise LinkError(f"{name}: {exc}") from None
+        await asyncio.sleep(0.25)

@@ -54,6 +54,7 @@ MEASURE_BATCH = 4  # at 224 px: ResNet-18's stem output is then 25.7 MB, below t
 CHECK_BATCH = 2  # the linearity check predicts ResNet-18 at MEASURE_BATCH from this batch
 TABLE5_NODE_MS = ((1035, 1039), (1145, 1139), (921, 923))  # partitions 1..3, two nodes each
 PAPER_MEMORY_MB = {"resnet18": 7599.7, "resnet34": 10185.9, "resnet50": 13039.3}  # section 6.1, Table 7
+PAPER_NODES = {"resnet18": 3, "resnet34": 4, "resnet50": 5}  # Figure 15: nodes one mini-batch needs
 TABLE7_MS = {"resnet18": (3572, 2750), "resnet34": (4895, 3984), "resnet50": (6473, 5962)}  # baseline, dynamic
 TX2 = ("tx2", "Jetson TX2", 256, 1.30)
 BOARDS = (("xavier-nx", "Jetson Xavier NX", 384, 1.10), ("orin", "Jetson AGX Orin 64GB", 2048, 1.30))  # cores, GHz
@@ -296,6 +297,11 @@ def memory_section(tx2: dict[str, Profile]) -> list[str]:
     three_gb = identical_nodes(6, 3 * 10**9)
     fewest = " / ".join(f"{smallest_partitions(CostModel(p, network), three_gb)}" for p in tx2.values())
     fewest += " for ResNet-18 / 34 / 50"
+    windows = {}
+    for backbone, profile in tx2.items():
+        model, n = CostModel(profile, network), PAPER_NODES[backbone]
+        windows[backbone] = (min_peak_memory(model, n)[0], min_peak_memory(model, n - 1)[0])
+    overlap = (max(lo for lo, _ in windows.values()), min(hi for _, hi in windows.values()))
     for backbone, profile in tx2.items():
         split = memory_split(profile)
         lines.append(
@@ -319,11 +325,12 @@ def memory_section(tx2: dict[str, Profile]) -> list[str]:
         "working state' leaves room for them.",
         "",
         f"Consequence: with 3 GB per node the fewest partitions that fit are {fewest}, against the paper's "
-        "3 / 4 / 5 nodes. No per-node budget reproduces the paper's split by memory alone: the stem's "
-        "full-resolution tensors put at least "
-        f"{min_peak_memory(CostModel(tx2['resnet18'], network), 3)[0] / 1e9:.2f} GB on the largest of three "
-        "ResNet-18 partitions (cut buffers included). To study the paper's three-way split, pass "
-        "`--partitions 3` to `litesrl partition`.",
+        "3 / 4 / 5 nodes. A per-node budget B yields exactly the paper's count n when the best n-way cut fits "
+        "and the best (n-1)-way cut does not (cut buffers included): "
+        + "; ".join(f"{b} {PAPER_NODES[b]} for B in [{lo / 1e9:.2f}, {hi / 1e9:.2f}) GB" for b, (lo, hi) in windows.items())
+        + (f". A budget of {overlap[0] / 1e9:.2f}-{overlap[1] / 1e9:.2f} GB reproduces all three."
+           if overlap[0] < overlap[1] else ". No single budget reproduces all three.")
+        + " To study the paper's three-way ResNet-18 split at 3 GB, pass `--partitions 3` to `litesrl partition`.",
         "",
     ]
 

@@ -19,6 +19,9 @@ from console.errors import ConsoleError
 
 log = logging.getLogger(__name__)
 
+AGENT_START_PATIENCE = 60.0
+"""Seconds a just-started agent may take to listen (importing torch on a board takes a while)."""
+
 
 @dataclass
 class ClusterSession:
@@ -70,7 +73,7 @@ async def open_local(timeout: float = 10.0) -> ClusterSession:
         host, port = addresses[name]
         return await connect_node(name, host, port, secret, timeout)
 
-    links = dict(zip(addresses, await asyncio.gather(*(reconnect(name) for name in addresses))))
+    links = await _open_all(addresses, reconnect)
     return ClusterSession(
         description=f"local emulated cluster: {len(links)} × {state.profile} at time scale {state.time_scale:g}",
         links=links, addresses=addresses, reconnect=reconnect, bandwidth=parse_bandwidth(state.bandwidth),
@@ -114,13 +117,27 @@ async def open_inventory(path: Path, bandwidth: float, latency_ms: float, timeou
             if node.data_path:
                 session.data_paths[node.name] = node.data_path
 
-        async def reconnect(name: str):
+        async def reconnect(name: str, patience: float = 0.0):
             host, port = endpoints[name]
-            return await connect_node(name, host, port, secret, timeout)
+            return await connect_node(name, host, port, secret, timeout, patience=patience)
 
         session.reconnect = reconnect
-        session.links = dict(zip(endpoints, await asyncio.gather(*(reconnect(name) for name in endpoints))))
+        # Agents started just now may still be importing torch: give them a minute to listen.
+        session.links = await _open_all(endpoints, lambda name: reconnect(name, AGENT_START_PATIENCE))
     except BaseException:
         await session.close()
         raise
     return session
+
+
+async def _open_all(names, opener) -> dict:
+    """A link per node, opened concurrently; if any fails, the others are closed and the error raised."""
+    names = list(names)
+    results = await asyncio.gather(*(opener(name) for name in names), return_exceptions=True)
+    failure = next((r for r in results if isinstance(r, BaseException)), None)
+    if failure is not None:
+        for result in results:
+            if not isinstance(result, BaseException):
+                result.close()
+        raise failure
+    return dict(zip(names, results))

@@ -33,7 +33,7 @@ from console.tui.screens.train_dialog import TrainDialog
 from console.tui.screens.training import TrainingScreen
 from console.tui.settings import ConsoleSettings
 from console.tui.store import FleetStore
-from console.tui.training_run import TrainingRun, TrainRequest, runs_dir
+from console.tui.training_run import EVENTS, TrainingRun, TrainRequest, runs_dir
 from console.tui.training_state import TrainingState
 from engine.cwb.profile_format import load_profile
 from engine.errors import ProfileError
@@ -228,8 +228,9 @@ class ConsoleApp(App):
 
     @work(exclusive=True, group="training")
     async def _train(self, request: TrainRequest) -> None:
-        events = runs_dir() / f"run-{datetime.now():%Y%m%d-%H%M%S}.jsonl"
-        run = self.training_run = TrainingRun(request.argv(self.backend.cluster_argument, events), events,
+        out = runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{request.mode}"
+        events = out / EVENTS
+        run = self.training_run = TrainingRun(request.argv(self.backend.cluster_argument, out), events,
                                               lambda line: self.post_message(LogLine(line, source="train")))
         self.training = TrainingState()
         self.training_process = f"starting {request.mode} training…"
@@ -239,7 +240,7 @@ class ConsoleApp(App):
         except ConsoleError as exc:
             self.post_message(TrainingExited(-1, str(exc)))
             return
-        self.training_process = f"running (events: {events})"
+        self.training_process = f"running, run folder {out}"
         try:
             async for batch in run.follow():
                 self.post_message(TrainingEvents(tuple(batch)))

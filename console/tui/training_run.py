@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
 """How often the events file is checked for new lines."""
 
+EVENTS = "events.jsonl"
+"""Name of the event stream in a run folder (what ``litesrl train`` writes by default)."""
+
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -39,15 +42,15 @@ class TrainRequest:
     average_every: int = 20
     """Average the replicas of each stage every this many iterations (paper: 100)."""
 
-    def argv(self, cluster: str, events: Path) -> list[str]:
-        """The command line that runs this training on ``cluster`` and writes its events to ``events``."""
+    def argv(self, cluster: str, out: Path) -> list[str]:
+        """The command line that trains on ``cluster`` into the run folder ``out`` (events: ``out/events.jsonl``)."""
         return [sys.executable, "-m", "console.cli.main", "train", "--cluster", cluster, "--mode", self.mode,
                 "--policy", self.policy, "--iterations", str(self.iterations),
-                "--average-every", str(self.average_every), "--events", str(events)]
+                "--average-every", str(self.average_every), "--out", str(out), "--events", str(out / EVENTS)]
 
 
 def runs_dir() -> Path:
-    """``$XDG_STATE_HOME/litesrl/runs``, where the console keeps the events of the runs it launched."""
+    """``$XDG_STATE_HOME/litesrl/runs``: run folders (checkpoint, events) of the trainings the console launched."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "litesrl" / "runs"
 

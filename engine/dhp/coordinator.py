@@ -110,6 +110,7 @@ class Coordinator(Faults):
         self._rejoins: dict[str, asyncio.Task] = {}
         self._sched: ChainScheduler | None = None
         self._first, self._done, self._flight = 0, set(), {}
+        self._stop: str | None = None
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -145,6 +146,13 @@ class Coordinator(Faults):
     def in_flight(self) -> int:
         """Chains admitted and not yet completed or aborted."""
         return self._sched.in_flight if self._sched is not None else 0
+
+    def request_stop(self, reason: str = "stopped on request") -> None:
+        """Stop admitting chains; once the chains in flight are done, average, checkpoint and end the run."""
+        self._stop = reason
+        if self._sched is not None:
+            self._sched.begin_drain()
+        self._queue.put_nowait(("wake", "", None))
 
     def data_readers(self) -> list[str]:
         """Nodes that can run stage 1: a data path from the run or their own ``--data``."""
@@ -208,10 +216,14 @@ class Coordinator(Faults):
         while True:
             if sched.fatal:
                 return sched.fatal
+            if self._stop is not None:
+                sched.begin_drain()
             if sched.drained or sched.finished:
                 failure = await self._average_and_checkpoint()
                 if failure or sched.finished:
                     return failure
+                if self._stop is not None:
+                    return f"{self._stop} at iteration {self.step}"
                 sched.end_drain()
                 await self._admit()
                 continue
@@ -229,6 +241,8 @@ class Coordinator(Faults):
             await self._admit()
 
     async def _handle(self, kind: str, node: str, payload: Any) -> None:
+        if kind == "wake":
+            return
         if kind == "lost":
             await self._node_lost(node, payload)
         elif kind == "joined":
@@ -295,7 +309,7 @@ class Coordinator(Faults):
         sched, s = self._sched, self.settings
         step = self._first + len(self._done)
         replicas = [[self.channels[n] for n in nodes] for nodes in sched.stages]
-        due = s.out_dir is not None and (sched.finished or step >= self._next_checkpoint)
+        due = s.out_dir is not None and (sched.finished or self._stop is not None or step >= self._next_checkpoint)
         if not due and all(len(r) <= 1 for r in replicas):
             return None
         began, averaging = time.monotonic(), any(len(r) > 1 for r in replicas)

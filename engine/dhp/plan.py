@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel
 from engine.cwb.profile_format import Profile
-from engine.cwb.replicas import ReplicaReport, plan_replicas, replicas_for
+from engine.cwb.replicas import ReplicaReport, replicas_for
 from engine.cwb.search import infeasible_message, search, smallest_partitions
 from engine.cwb.transfer import Network
 from engine.dhp.emulation import StageMemory, stage_memory
@@ -140,18 +140,6 @@ def plan_run(
         candidate=candidate,
         replicas=report,
     )
-
-
-def predicted_for(plan: RunPlan, stages: Sequence[Sequence[str]], pool: Mapping[str, NodeSpec]) -> float:
-    """The analytic iteration time of ``plan``'s cut served by ``stages`` (e.g. after losing a node)."""
-    memory = [m.total for m in plan.memory]
-    nodes = [pool[name] for names in stages for name in names]
-    report = plan_replicas(plan.work_ms, memory, plan.cut_ms, nodes)
-    wanted = [sorted(names) for names in stages]
-    for candidate in report.plans:
-        if [sorted(names) for names in candidate.nodes] == wanted:
-            return candidate.iteration_ms
-    return report.best.iteration_ms
 
 
 def _order_for_cuts(model: CostModel, cuts: tuple[int, ...], pool: Sequence[NodeSpec]) -> tuple[NodeSpec, ...]:

@@ -79,6 +79,13 @@ def row_cells(view: NodeView, now: float, stale_after: float, history: int) -> l
     return cells
 
 
+def update(widget: Static, text: Text) -> None:
+    """Give ``widget`` new text only when it differs (an update costs a layout pass)."""
+    if getattr(widget, "_shown_text", None) != text:
+        widget._shown_text = text
+        widget.update(text)
+
+
 class FleetScreen(Screen):
     """Every node at a glance; Enter opens the node's live telemetry."""
 
@@ -90,6 +97,8 @@ class FleetScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._history = 0
+        self._shown: dict[str, list[Text | str]] = {}
+        """Cells on screen per node: only cells that differ are updated (each update re-renders the table)."""
 
     def compose(self) -> ComposeResult:
         yield TopBar("fleet")
@@ -127,20 +136,25 @@ class FleetScreen(Screen):
                 if key == "node":
                     width = max([4, *map(len, wanted)])
                 table.add_column(header, key=key, width=width or history)
-            for view in views:
-                table.add_row(*row_cells(view, now, stale, history), key=view.info.name)
+            self._shown = {view.info.name: row_cells(view, now, stale, history) for view in views}
+            for name, cells in self._shown.items():
+                table.add_row(*cells, key=name)
         else:
             for view in views:
-                if names is None or view.info.name in names:
-                    for (key, _header, _width), cell in zip(COLUMNS, row_cells(view, now, stale, history)):
-                        table.update_cell(view.info.name, key, cell)
+                name = view.info.name
+                if names is None or name in names:
+                    cells, shown = row_cells(view, now, stale, history), self._shown[name]
+                    for index, ((key, _header, _width), cell) in enumerate(zip(COLUMNS, cells)):
+                        if cell != shown[index]:
+                            table.update_cell(name, key, cell)
+                            shown[index] = cell
         up = app.fleet.count_up(now, stale)
         summary = Text()
         summary.append(f" {app.backend.title}", style="bold")
         summary.append(f"   {up}/{len(views)} up", style="green" if views and up == len(views) else "yellow")
         if any(view.latest is not None and view.latest.agent is not None for view in views):
             summary.append("   CPU and RAM are each agent's own (RAM against its memory budget)", style="dim")
-        self.query_one("#fleet-summary", Static).update(summary)
+        update(self.query_one("#fleet-summary", Static), summary)
         self._show_reason()
 
     def _history_width(self, names: list[str]) -> int:
@@ -157,7 +171,7 @@ class FleetScreen(Screen):
         reason = ""
         if view is not None and view.status.state is not NodeState.UP:
             reason = f"{view.info.name}: {view.status.state.value}: {view.status.reason}"
-        self.query_one("#fleet-reason", Static).update(Text(reason, style="yellow"))
+        update(self.query_one("#fleet-reason", Static), Text(reason, style="yellow"))
         preview = self.query_one("#fleet-preview")
         preview.border_title = view.info.name if view is not None else ""
         for figure in ("cpu", "gpu", "temp"):

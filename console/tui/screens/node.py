@@ -115,6 +115,9 @@ def power_table(sample: Sample) -> Table | Text:
 class NodeScreen(Screen):
     """Live panels of one node; Escape goes back to the fleet."""
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    """Below 110 columns the GPU, temperature and power panels take two columns, three above."""
+
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("p", "profile", "Profile this node"),
@@ -136,7 +139,7 @@ class NodeScreen(Screen):
                     panel.border_title = "Memory"
                     yield Meters(id="memory-meters")
                     yield Static(id="agent-line")
-            with Horizontal(classes="node-row"):
+            with Grid(id="node-units"):
                 with Vertical(classes="panel", id="gpu-panel") as panel:
                     panel.border_title = "GPU & engines"
                     yield Meters(id="gpu-meters")

@@ -23,31 +23,31 @@ def run_header(state: TrainingState, process: str) -> Text:
     if not state.started:
         out.append(f" {process or 'no run yet'}", style="dim")
         return out
-    policy = f" · {state.policy}" if state.mode == "dynamic" else ""
+    policy = f" ({state.policy.replace('_', ' ')})" if state.mode == "dynamic" else ""
     out.append(f" {state.mode} chains{policy}", style="bold")
     layout = "/".join(str(len(names)) for names in state.stages)
-    out.append(f" · {layout} nodes per stage · ")
+    out.append(f" · {layout} · ")
     out.append(f"{state.completed}/{state.total}", style="bold")
-    out.append(f" iterations · {state.t:.0f} s")
+    out.append(f" it · {state.t:.0f} s")
     if state.losses:
         out.append(f" · loss {state.losses[-1]:.4f}")
     out.append("\n ")
     rate = state.throughput()
     if rate is not None:
-        out.append(f"{rate:.2f} it/s ({fmt.ms(1000 / rate)} per iteration)", style="cyan")
+        out.append(f"{rate:.2f} it/s ({fmt.ms(1000 / rate)}/it)", style="cyan")
     else:
-        out.append("measuring throughput…", style="dim")
+        out.append("measuring…", style="dim")
+    busy = sum(1 for activity in state.nodes.values() if activity.state == "busy")
+    out.append(f" · {busy}/{len(state.nodes)} busy · {len(state.links)} chains")
     if state.average_every:
-        out.append(f" · averaging every {state.average_every}: {state.averaging_rounds} done")
+        out.append(f" · averaged {state.averaging_rounds}× (every {state.average_every})")
     if state.averaging:
         out.append(" · AVERAGING", style="bold magenta")
-    busy = sum(1 for activity in state.nodes.values() if activity.state == "busy")
-    out.append(f" · {busy}/{len(state.nodes)} busy · {len(state.links)} chain(s) live")
     lost = [name for name, activity in state.nodes.items() if activity.state == "lost"]
     if lost:
         out.append(f" · lost: {', '.join(lost)}", style="bold red")
-    if process:
-        out.append(f" · {process}", style="yellow" if "fail" in process or "stopp" in process else "dim")
+    if process and not process.startswith("running"):  # the top bar says a run is on; here only what ended it
+        out.append(f" · {process}", style="red" if "fail" in process else "yellow")
     return out
 
 

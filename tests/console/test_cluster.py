@@ -1,0 +1,106 @@
+"""`litesrl cluster up/status/down` and `litesrl train --cluster local`, run as real commands with real agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from console.cluster.local import read_state
+
+pytestmark = pytest.mark.slow
+
+
+def litesrl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "console.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+def _gone(pids: list[int], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_train_without_a_cluster_says_how_to_start_one(tmp_path):
+    result = litesrl("train", "--iterations", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no local cluster is up; start one with `litesrl cluster up --nodes 6 --profile tx2`")
+
+
+def test_up_refuses_an_unknown_profile_before_starting_anything():
+    result = litesrl("cluster", "up", "--nodes", "2", "--profile", "cray")
+    assert result.returncode == 1
+    assert "error: unknown board profile 'cray'; choose one of" in result.stderr
+    assert read_state() is None
+
+
+def test_up_train_status_down_leaves_nothing_running(tmp_path):
+    up = litesrl("cluster", "up", "--nodes", "3", "--time-scale", "0.05", "--json")
+    assert up.returncode == 0, up.stderr
+    state = json.loads(up.stdout)
+    pids = [agent["pid"] for agent in state["agents"]]
+    try:
+        secret = Path(os.environ["XDG_CONFIG_HOME"]) / "litesrl" / "cluster.secret"
+        assert state["secret_file"] == str(secret) and stat.S_IMODE(secret.stat().st_mode) == 0o600
+        status = json.loads(litesrl("cluster", "status", "--json").stdout)
+        assert status["up"] and all(status["alive"].values()) and len(status["alive"]) == 3
+        again = litesrl("cluster", "up", "--nodes", "2")
+        assert again.returncode == 1
+        assert "error: a local cluster of 3 node(s) is already up; run `litesrl cluster down` first" in again.stderr
+
+        run = litesrl("train", "--cluster", "local", "--mode", "dynamic", "--iterations", "6", "--average-every", "3",
+                      "--partitions", "2", "--out", str(tmp_path / "run"), "--json")
+        assert run.returncode == 0, run.stderr
+        report = json.loads(run.stdout)
+        assert report["iterations"] == 6 and report["reason"] is None
+        assert [len(nodes) for nodes in report["plan"]["stages"]] in ([2, 1], [1, 2])
+        assert sum(node["iterations"] for node in report["per_node"].values() if node["stage"] == 0) == 6
+        assert report["time_scale"] == 0.05 and report["board_ms_per_iteration"] > 0
+        assert Path(report["checkpoint"]).is_file() and Path(report["events"]).is_file()
+
+        shown = litesrl("train", "--cluster", "local", "--iterations", "2", "--partitions", "2", "--out", str(tmp_path / "run"))
+        assert shown.returncode == 1 and "already holds a run; add --resume" in shown.stderr
+    finally:
+        down = litesrl("cluster", "down", "--json")
+    assert down.returncode == 0, down.stderr
+    assert {entry["result"] for entry in json.loads(down.stdout)} == {"stopped"}
+    assert _gone(pids), "an agent survived `cluster down`"
+    assert read_state() is None
+    assert "no local cluster was up" in litesrl("cluster", "down").stderr
+
+
+def test_down_kills_an_agent_that_ignores_sigterm(tmp_path):
+    from console.cluster import local
+
+    state = local.up(1, time_scale=0.05)
+    agent = state.agents[0]
+    psutil.Process(agent.pid).suspend()  # a stopped process cannot handle SIGTERM
+    try:
+        outcome = local.down(timeout=1.0)
+    finally:
+        if psutil.pid_exists(agent.pid):
+            try:
+                psutil.Process(agent.pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+    assert outcome == [(agent.name, "killed")]
+    assert _gone([agent.pid])

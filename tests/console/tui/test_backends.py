@@ -1,0 +1,91 @@
+"""The fleet backends on real processes: agent probing with psutil, starting and stopping the emulated cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from console.cluster.local import read_state
+from console.errors import ConsoleError
+from console.fleet.ssh import NodeState, NodeStatus
+from console.tui.agent_probe import AgentProbe, LocalAgent
+from console.tui.backend import ProfileRequest, Reading
+from console.tui.backend_local import LocalBackend
+
+BURN = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
+
+
+async def test_probe_reads_each_process_and_reports_one_that_died():
+    busy = subprocess.Popen([sys.executable, "-c", BURN])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        agents = [LocalAgent("busy", busy.pid, 1, memory_budget=2**30), LocalAgent("idle", idle.pid, 2)]
+        probe = await AgentProbe.open(0.2)
+        probe.read(agents)  # primes the CPU counters
+        await asyncio.sleep(0.6)
+        first = {item.node: item for item in probe.read(agents)}
+        assert all(isinstance(item, Reading) for item in first.values())
+        assert first["busy"].agent.cpu_percent > 30 > first["idle"].agent.cpu_percent
+        assert first["busy"].agent.pid == busy.pid and first["busy"].agent.rss_bytes > 2**20
+        assert len(first["busy"].sample.cpus) == psutil.cpu_count()  # the host the node runs on
+        idle.kill()
+        idle.wait()
+        second = {item.node: item for item in probe.read(agents)}
+        assert isinstance(second["idle"], NodeStatus) and second["idle"].state is NodeState.UNREACHABLE
+        assert f"agent process {idle.pid} is gone" in second["idle"].reason
+        assert isinstance(second["busy"], Reading)
+        await probe.close()
+    finally:
+        for process in (busy, idle):
+            process.kill()
+            process.wait()
+
+
+async def test_without_a_cluster_and_without_nodes_asked_the_backend_says_how_to_start_one():
+    with pytest.raises(ConsoleError, match="no local cluster is up: start one with `litesrl cluster up"):
+        await LocalBackend(None).start()
+
+
+async def test_backend_adopts_the_running_cluster_and_leaves_it_running(cluster):
+    state = read_state()
+    backend = LocalBackend(None)
+    await backend.start()
+    assert [n.name for n in backend.nodes] == [a.name for a in state.agents]
+    assert backend.nodes[0].memory_budget == 1_500_000_000 and backend.cluster_argument == "local"
+    assert not backend.started_here
+    updates = backend.updates(0.2)
+    seen = {}
+    async for item in updates:
+        seen[item.node] = item
+        if len(seen) == len(state.agents):
+            break
+    await updates.aclose()
+    assert all(isinstance(item, Reading) and item.agent.pid == a.pid for item, a in zip(seen.values(), state.agents))
+    await backend.close()
+    assert all(agent.alive() for agent in state.agents)
+
+
+async def test_profiling_an_unknown_node_is_refused(cluster):
+    backend = LocalBackend(None)
+    await backend.start()
+    with pytest.raises(ConsoleError, match="no node 'node-9' in the local cluster"):
+        await backend.profile("node-9", ProfileRequest(), print)
+
+
+@pytest.mark.slow
+async def test_local_n_starts_the_cluster_when_none_is_up_and_stops_it_on_close():
+    backend = LocalBackend(2, time_scale=0.05, memory_per_node="2GB")
+    await backend.start()
+    try:
+        state = read_state()
+        assert backend.started_here and [a.name for a in state.agents] == ["node-1", "node-2"]
+        assert all(agent.alive() for agent in state.agents)
+        assert backend.title == "local emulated cluster (2 × tx2, time ×0.05)"
+    finally:
+        await backend.close()
+    assert read_state() is None
+    assert not any(agent.alive() for agent in state.agents)

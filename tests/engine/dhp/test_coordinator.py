@@ -1,0 +1,102 @@
+"""Transparency (paper 3.2.2): one fixed chain of three real agent processes trains exactly the single-process
+model; its checkpoint is an engine checkpoint `litesrl eval` loads; a stopped run resumes from it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint
+from engine.dhp.events import read_events
+from engine.evaluate import load_encoder
+from engine.pretrain import CHECKPOINT_NAME
+from tests.engine.dhp.coordinator_helpers import (MODEL, PROFILE, coordinator_for, iteration_batches, plan_for,
+                                                  reference_training, settings)
+from tests.nodes.agent_procs import make_data, start_agents
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, data):
+    agents = start_agents(tmp_path_factory.mktemp("agents"), ["a", "b", "c"], data=data)
+    yield agents
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _assert_same(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+async def test_one_fixed_chain_equals_single_process_training(chain, data, tmp_path):
+    run = settings(7, tmp_path / "out", mode="fixed", average_every=0)
+    coordinator = await coordinator_for(chain, run, tmp_path / "events.jsonl")
+    plan = plan_for(coordinator, "fixed")
+    assert plan.stages == (("a",), ("b",), ("c",)) and plan.cut_names == ("layer1_1", "layer2_1")
+    result = await coordinator.run(plan, PROFILE)
+    await coordinator.close()
+
+    assert result.reason is None and result.step == 7 and result.completed == 7
+    assert iteration_batches(tmp_path / "events.jsonl") == list(range(7))  # one chain: in order, across an epoch
+    assert {node: s.iterations for node, s in result.per_node.items()} == {"a": 7, "b": 7, "c": 7}
+    stored = load_checkpoint(tmp_path / "out" / CHECKPOINT_NAME)
+    assert stored["kind"] == "dhp" and stored["step"] == 7
+    _assert_same(stored["model"], reference_training(run, data, 7))
+
+    # `litesrl eval` reads it: the engine's loader rebuilds the model with the run's normalisation.
+    model, norm, name = load_encoder(str(tmp_path / "out" / CHECKPOINT_NAME), MODEL, 0)
+    assert name.endswith("(step 7)") and torch.allclose(norm[0], torch.tensor(result.normalisation[0]))
+    assert stored["pretrain_config"]["augment"]["size"] == 32
+
+
+async def test_a_stopped_run_resumes_from_its_checkpoint(chain, data, tmp_path):
+    run = settings(6, tmp_path / "out", mode="fixed", average_every=3, checkpoint_every=3)
+    events = tmp_path / "events.jsonl"
+    coordinator = await coordinator_for(chain, run, events)
+    plan = plan_for(coordinator, "fixed")
+
+    def stop_at_three(event):
+        if event.TYPE == "iteration" and coordinator.step == 3:
+            coordinator.request_stop("operator pressed stop")
+
+    coordinator.events.subscribe(stop_at_three)
+    stopped = await coordinator.run(plan, PROFILE)
+    await coordinator.close()
+    assert stopped.reason == "operator pressed stop at iteration 3"
+    assert stopped.checkpoint is not None and load_checkpoint(stopped.checkpoint)["step"] == 3
+
+    again = await coordinator_for(chain, run, tmp_path / "events2.jsonl")
+    plan = plan_for(again, "fixed", cuts=list(plan.cuts))
+    result = await again.run(plan, PROFILE, resume=True)
+    await again.close()
+    assert (result.step, result.completed, result.reason) == (6, 3, None)
+    assert iteration_batches(tmp_path / "events2.jsonl") == [3, 4, 5]
+    # The resumed stages start without SGD momentum (the checkpoint holds the model, not each node's optimiser).
+    stored = load_checkpoint(tmp_path / "out" / CHECKPOINT_NAME)
+    _assert_same(stored["model"], reference_training(run, data, 6, reset_momentum_at=3))
+    assert [e.TYPE for e in read_events(tmp_path / "events2.jsonl")][0] == "run_started"
+
+
+async def test_resume_refuses_a_checkpoint_of_other_settings(chain, tmp_path):
+    run = settings(2, tmp_path / "out", mode="fixed", average_every=0)
+    coordinator = await coordinator_for(chain, run, tmp_path / "events.jsonl")
+    await coordinator.run(plan_for(coordinator, "fixed"), PROFILE)
+    await coordinator.close()
+    other = settings(4, tmp_path / "out", mode="fixed", average_every=0)
+    coordinator = await coordinator_for(chain, other, tmp_path / "events2.jsonl")
+    with pytest.raises(Exception, match="was written with other optim settings"):
+        await coordinator.run(plan_for(coordinator, "fixed"), PROFILE, resume=True)
+    await coordinator.close()
