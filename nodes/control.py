@@ -42,6 +42,9 @@ WIRE_TYPE: Mapping[Op, MessageType] = {
 """The frame type each op travels in (for people reading a capture, and checked on receipt)."""
 
 
+_PLAIN = {MessageType.SHUTDOWN: Op.SHUTDOWN, MessageType.ERROR: Op.ERROR}
+
+
 async def send_op(
     conn: Connection,
     op: Op,
@@ -57,8 +60,9 @@ async def send_op(
 async def recv_op(conn: Connection, *, timeout: float | None = None) -> Message:
     """The next op from ``conn``; raises ProtocolError for a frame that is not a valid op."""
     frame = await conn.recv(timeout=timeout)
-    if frame.type is MessageType.SHUTDOWN and "op" not in frame.header:
-        return Message(Op.SHUTDOWN, dict(frame.header), frame.tensors)
+    if "op" not in frame.header and frame.type in _PLAIN:
+        # A bare SHUTDOWN, or the ERROR the wire server sends with its reason before it closes a connection.
+        return Message(_PLAIN[frame.type], dict(frame.header), frame.tensors)
     header = dict(frame.header)
     name = header.pop("op", None)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -13,16 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from console.errors import ConsoleError
 
 console = Console(stderr=True)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``900``, ``90s``, ``15m``, ``1.5h``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConsoleError(f"cannot read duration {text!r}; use e.g. 900s, 15m or 1.5h")
-    value, unit = float(match.group(1)), (match.group(2) or "s")
-    return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
+    """Seconds in ``text`` (``900s``, ``15min``, ``1.5h``), with the units every litesrl flag uses."""
+    from engine.cwb.units import parse_duration_ms
+
+    return parse_duration_ms(text) / 1000.0
 
 
 @contextmanager

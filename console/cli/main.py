@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "console.cli.profile",
     "console.cli.cluster",
     "console.cli.train",
+    "console.cli.status",
 )
 
 app = typer.Typer(

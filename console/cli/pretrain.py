@@ -29,7 +29,7 @@ def pretrain(
     batch_size: Annotated[int, typer.Option(help="Images per mini-batch (two views each).")] = 64,
     steps: Annotated[Optional[int], typer.Option(help="Optimiser steps (default: --epochs worth).")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the data, when --steps and --budget are not given.")] = 10.0,
-    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 15m: the step count is planned so the cosine schedule ends in time.")] = None,
+    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 15min or 900s: the step count is planned so the cosine schedule ends in time.")] = None,
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256 (paper 0.05).")] = 0.05,
     crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 10,

@@ -123,7 +123,7 @@ def build_report(name: str, board: str, memory_budget: int, data_path: str | Non
         problems.append(f"inventory says board {board!r} but the node is {detected!r} ({model})")
     if report.mem_total and memory_budget > report.mem_total:
         problems.append(
-            f"memory_budget {memory_budget / 1024**3:.1f} GiB exceeds the node's {report.mem_total / 1024**3:.1f} GiB"
+            f"memory_budget {memory_budget / 1e9:.2f} GB exceeds the node's {report.mem_total / 1e9:.2f} GB"
         )
     if data_path and probe.get("data_exists") is False:
         problems.append(f"data_path {data_path} does not exist")

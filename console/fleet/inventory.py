@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable, NoReturn
 
 from console.errors import InventoryError
+from engine.cwb.units import parse_size
+from engine.errors import ConfigError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,13 +30,6 @@ INVENTORY_ENV = "LITESRL_INVENTORY"
 
 BOARDS = ("tx2", "xavier-nx", "agx-xavier", "orin-nano", "orin-nx", "agx-orin", "nano", "tx1", "generic")
 """Board models a node may declare; ``generic`` is any other Linux machine (or this one, emulated)."""
-
-# Jetson memory is sold in binary units ("8 GB" TX2 = 8 GiB), so GB and GiB both mean 1024**3.
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-                 "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "t": 1024**4,
-                 "tb": 1024**4, "tib": 1024**4}
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -184,24 +181,6 @@ def parse_inventory(data: dict[str, Any], file: Path) -> Inventory:
     return Inventory(path=file, cluster=cluster, nodes=tuple(nodes))
 
 
-def parse_memory(text: str) -> int:
-    """Bytes in a memory size such as ``"3GB"``, ``"512 MiB"``, ``"1.5G"`` (units are powers of 1024).
-
-    Raises ValueError with the reason for anything else.
-    """
-    match = _MEMORY_RE.match(text)
-    if not match:
-        raise ValueError(f"expected a size such as \"3GB\" or \"512MB\", got {text!r}")
-    number, unit = match.groups()
-    factor = _MEMORY_UNITS.get(unit.lower())
-    if factor is None:
-        raise ValueError(f"unknown memory unit {unit!r} in {text!r} (use B, KB, MB, GB or TB)")
-    size = int(float(number) * factor)
-    if size <= 0:
-        raise ValueError(f"must be more than zero, got {text!r}")
-    return size
-
-
 def _parse_cluster(t: _Table) -> ClusterSpec:
     t.check_keys({"name", "secret_file", "user", "identity_file", "known_hosts", "ssh_config",
                   "connect_timeout", "keepalive_interval"})
@@ -228,9 +207,11 @@ def _parse_node(t: _Table) -> NodeSpec:
         t.fail("board", f"unknown board {board!r} (one of: {', '.join(BOARDS)})")
     budget = t.string("memory_budget", default=None, required=True)
     try:
-        memory = parse_memory(budget)
-    except ValueError as exc:
+        memory = parse_size(budget)
+    except ConfigError as exc:
         t.fail("memory_budget", str(exc))
+    if memory <= 0:
+        t.fail("memory_budget", f"must be more than zero, got {budget!r}")
     host = t.string("host", default=None, required=True)
     workdir = t.remote_path("workdir", default="~/litesrl")
     if any(c.isspace() for c in host):

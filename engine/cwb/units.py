@@ -17,7 +17,7 @@ from engine.errors import ConfigError
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ/]*)\s*$")
 _SI = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _IEC = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-_DURATION_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "min": 60_000.0}
+_DURATION_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
 
 
 def _split(text: str, what: str, example: str) -> tuple[float, str]:
@@ -83,8 +83,8 @@ def parse_bandwidth(text: str | int | float) -> float:
 
 
 def parse_duration_ms(text: str | int | float) -> float:
-    """Milliseconds in ``text`` (``2.5ms``, ``0.2ms``, ``250us``, ``1s``); a bare number is refused."""
-    example = "0.2ms, 250us or 1s"
+    """Milliseconds in ``text`` (``2.5ms``, ``250us``, ``1s``, ``15min``, ``1h``); a bare number is refused."""
+    example = "0.2ms, 1s or 15min"
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         raise ConfigError(f"duration {text!r} needs a unit, e.g. {example}")
     value, unit = _split(text, "duration", example)

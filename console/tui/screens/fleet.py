@@ -9,13 +9,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer
 
 from console.fleet.ssh import NodeState
 from console.tui import format as fmt
 from console.tui.messages import FleetChanged
 from console.tui.store import NodeView
 from console.tui.widgets.line_chart import LineChart
+from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
 
 COLUMNS = (("node", "node", 0), ("state", "state", 13), ("board", "board", 9), ("cpu", " CPU", 4),
@@ -79,13 +80,6 @@ def row_cells(view: NodeView, now: float, stale_after: float, history: int) -> l
     return cells
 
 
-def update(widget: Static, text: Text) -> None:
-    """Give ``widget`` new text only when it differs (an update costs a layout pass)."""
-    if getattr(widget, "_shown_text", None) != text:
-        widget._shown_text = text
-        widget.update(text)
-
-
 class FleetScreen(Screen):
     """Every node at a glance; Enter opens the node's live telemetry."""
 
@@ -102,9 +96,9 @@ class FleetScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TopBar("fleet")
-        yield Static(id="fleet-summary")
+        yield Readout(id="fleet-summary")
         yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
-        yield Static(id="fleet-reason")
+        yield Readout(id="fleet-reason")
         with Horizontal(id="fleet-preview", classes="panel"):
             yield LineChart("CPU", "%", top=100.0, colour="green", id="preview-cpu")
             yield LineChart("GPU", "%", top=100.0, colour="magenta", id="preview-gpu")
@@ -154,7 +148,7 @@ class FleetScreen(Screen):
         summary.append(f"   {up}/{len(views)} up", style="green" if views and up == len(views) else "yellow")
         if any(view.latest is not None and view.latest.agent is not None for view in views):
             summary.append("   CPU and RAM are each agent's own (RAM against its memory budget)", style="dim")
-        update(self.query_one("#fleet-summary", Static), summary)
+        self.query_one("#fleet-summary", Readout).show(summary)
         self._show_reason()
 
     def _history_width(self, names: list[str]) -> int:
@@ -171,7 +165,7 @@ class FleetScreen(Screen):
         reason = ""
         if view is not None and view.status.state is not NodeState.UP:
             reason = f"{view.info.name}: {view.status.state.value}: {view.status.reason}"
-        update(self.query_one("#fleet-reason", Static), Text(reason, style="yellow"))
+        self.query_one("#fleet-reason", Readout).show(Text(reason, style="yellow"))
         preview = self.query_one("#fleet-preview")
         preview.border_title = view.info.name if view is not None else ""
         for figure in ("cpu", "gpu", "temp"):

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from console.fleet.ssh import NodeState
 from console.tui import format as fmt
@@ -19,6 +19,7 @@ from console.tui.screens.fleet import state_cell
 from console.tui.store import NodeView
 from console.tui.widgets.line_chart import LineChart
 from console.tui.widgets.meters import Gauge, Meters
+from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
 from nodes.telemetry.sample import Clocked, Sample
 
@@ -129,7 +130,7 @@ class NodeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TopBar("fleet")
-        yield Static(id="node-header")
+        yield Readout(id="node-header")
         with VerticalScroll(id="node-body"):
             with Horizontal(classes="node-row"):
                 with Vertical(classes="panel", id="cpu-panel") as panel:
@@ -138,17 +139,17 @@ class NodeScreen(Screen):
                 with Vertical(classes="panel", id="memory-panel") as panel:
                     panel.border_title = "Memory"
                     yield Meters(id="memory-meters")
-                    yield Static(id="agent-line")
+                    yield Readout(id="agent-line")
             with Grid(id="node-units"):
                 with Vertical(classes="panel", id="gpu-panel") as panel:
                     panel.border_title = "GPU & engines"
                     yield Meters(id="gpu-meters")
                 with Vertical(classes="panel", id="temp-panel") as panel:
                     panel.border_title = "Temperatures"
-                    yield Static(id="temps")
+                    yield Readout(id="temps")
                 with Vertical(classes="panel", id="power-panel") as panel:
                     panel.border_title = "Power"
-                    yield Static(id="power")
+                    yield Readout(id="power")
             with Grid(id="node-charts", classes="panel") as grid:
                 grid.border_title = "History"
                 yield LineChart("CPU", "%", top=100.0, colour="green", id="chart-cpu")
@@ -174,7 +175,7 @@ class NodeScreen(Screen):
         header = Text()
         header.append(f" {self.node}", style="bold")
         if view is None:
-            self.query_one("#node-header", Static).update(header.append("  not in the fleet any more", style="red"))
+            self.query_one("#node-header", Readout).show(header.append("  not in the fleet any more", style="red"))
             return
         now, stale = time.monotonic(), self.app.settings.stale_seconds
         header.append(f"  {view.info.board}  {view.info.address}  ", style="dim")
@@ -184,20 +185,20 @@ class NodeScreen(Screen):
             header.append(f"  source {reading.sample.source}, {view.age(now):.0f}s ago", style="dim")
         if view.status.state is not NodeState.UP:
             header.append(f"\n {view.status.reason}", style="yellow")
-        self.query_one("#node-header", Static).update(header)
+        self.query_one("#node-header", Readout).show(header)
         if reading is None:
             return
         sample = reading.sample
         self.query_one("#cpu-meters", Meters).show(core_gauges(sample))
         self.query_one("#memory-meters", Meters).show(memory_gauges(view))
         agent = reading.agent
-        self.query_one("#agent-line", Static).update(
+        self.query_one("#agent-line", Readout).show(
             Text(f"agent pid {agent.pid}: {agent.cpu_percent:.0f}% of a core, {agent.threads} threads; "
                  "cores and RAM above are the host's", style="dim") if agent is not None else "")
         gpu = gpu_gauges(sample)
         self.query_one("#gpu-meters", Meters).show(gpu or [Gauge("GPU", None, "none", "dim")])
-        self.query_one("#temps", Static).update(temperature_table(sample))
-        self.query_one("#power", Static).update(power_table(sample))
+        self.query_one("#temps", Readout).show(temperature_table(sample))
+        self.query_one("#power", Readout).show(power_table(sample))
         self.query_one("#chart-cpu", LineChart).plot(view.figure("cpu"))
         self.query_one("#chart-gpu", LineChart).plot(view.figure("gpu"))
         self.query_one("#chart-ram", LineChart).plot(view.figure("ram"))

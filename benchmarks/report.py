@@ -1,0 +1,53 @@
+"""Writing a benchmark's result into BENCHMARKS.md: one section per benchmark, replaced on rerun."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO / "BENCHMARKS.md"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from engine.io import atomic_write_text  # noqa: E402
+
+
+def machine() -> str:
+    """One line describing this machine and the software versions that matter for the figures."""
+    parts = [platform.platform(), platform.processor() or platform.machine(), f"{os.cpu_count()} CPUs",
+             f"Python {platform.python_version()}"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        parts.append(f"torch {torch.__version__}")
+        if torch.cuda.is_available():
+            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    load = os.getloadavg()
+    parts.append(f"load average {load[0]:.2f} at the end")
+    return ", ".join(parts)
+
+
+def command(script: str) -> str:
+    """The command line that reproduces this run."""
+    return f"python benchmarks/{script}" + "".join(f" {arg}" for arg in sys.argv[1:])
+
+
+def write_section(title: str, script: str, body: str) -> None:
+    """Replace (or add) the ``## title (date)`` section of BENCHMARKS.md with ``body``.
+
+    Sections are keyed by title, so rerunning a benchmark updates its figures instead of piling up
+    stale copies. The file is rewritten atomically.
+    """
+    text = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
+    header = f"## {title} ({datetime.date.today().isoformat()})"
+    section = f"{header}\n\n- command: `{command(script)}`\n- machine: {machine()}\n{body.rstrip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)} \(\d{{4}}-\d{{2}}-\d{{2}}\)\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    atomic_write_text(BENCHMARKS, text.rstrip("\n") + "\n")
