@@ -44,7 +44,7 @@ def test_durations_are_milliseconds(text, expected):
         (parse_size, "-3GB", "not a number"),
         (parse_duration_ms, "2.5", "needs a unit"),
         (parse_duration_ms, "2.5 hours", "unknown unit .hours."),
-        (parse_duration_ms, "2.5h", "unknown unit 'h'"),
+        (parse_duration_ms, "2.5d", "unknown unit 'd'"),
     ],
 )
 def test_bad_units_say_what_is_wrong(parse, text, fragment):
