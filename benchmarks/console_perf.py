@@ -154,7 +154,7 @@ def main() -> None:
     finally:
         if started_cluster:
             subprocess.run([sys.executable, "-m", "console.cli.main", "cluster", "down"], cwd=REPO,
-                           stdout=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     median = statistics.median(frames)
     lines = [
         f"## Console speed ({datetime.date.today().isoformat()})",

@@ -88,6 +88,7 @@ class NodeAgent:
         self._peers = PeerPool(config.secret, config.timeout)
         self._telemetry = LatestSample()
         self._pusher: asyncio.Task | None = None
+        self._data_cache: tuple[tuple, StageOneData] | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -285,10 +286,14 @@ class NodeAgent:
         await send_op(conn, Op.ASSIGNED, {"req": req, "data": stage_data.describe() if stage_data else None})
 
     def _load_data(self, settings: DataSettings) -> StageOneData:
+        """The decoded dataset (kept for the next assignment with the same settings: decoding is slow)."""
         path = settings.path or self.config.data
         if path is None:
             raise ConfigError(f"{self.config.name} runs stage 1 but has no dataset: start it with --data or assign a path")
-        return StageOneData(settings, Path(path).expanduser())
+        key = (str(Path(path).expanduser()), settings)
+        if self._data_cache is None or self._data_cache[0] != key:
+            self._data_cache = (key, StageOneData(settings, Path(path).expanduser()))
+        return self._data_cache[1]
 
     def _emulation(self, targets: dict[str, Any] | None) -> Emulation | None:
         board = self.config.board
@@ -299,6 +304,8 @@ class NodeAgent:
 
     async def _telemetry_op(self, conn: Connection, message: Message) -> None:
         every = message.header.get("every")
+        if every is not None:
+            every = need(message, "every", (int, float))
         if every is None:
             await send_op(conn, Op.SAMPLE, await self._sample(message.header.get("req")))
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -87,13 +88,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=6, help="Emulated nodes to start when none is up (default 6).")
     parser.add_argument("--no-png", action="store_true", help="SVG only.")
     args = parser.parse_args()
-    try:
-        import cairosvg  # noqa: F401
-
-        png = not args.no_png
-    except ImportError:
-        png = False
-        print("cairosvg is not installed: SVG only")
+    png = not args.no_png and importlib.util.find_spec("cairosvg") is not None
+    if not args.no_png and not png:
+        print("cairosvg is not installed (pip install cairosvg): SVG only")
     OUT.mkdir(parents=True, exist_ok=True)
     asyncio.run(capture((args.width, args.height), args.nodes, png))
 

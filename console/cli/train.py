@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,15 @@ class _Live:
 
     def started(self, coordinator) -> None:
         self._coordinator = coordinator
+        loop = asyncio.get_running_loop()
+
+        def interrupt() -> None:  # first Ctrl-C: finish the chains in flight, checkpoint, stop; a second one aborts
+            loop.remove_signal_handler(signal.SIGINT)
+            coordinator.request_stop("interrupted")
+            if self._progress is not None:
+                self._progress.console.print("stopping after the chains in flight and a checkpoint (Ctrl-C again to abort)")
+
+        loop.add_signal_handler(signal.SIGINT, interrupt)
         if self._progress is not None:
             self._task = self._progress.add_task("training", total=self.iterations, info="assigning stages")
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from console.errors import ConsoleError
-
-log = logging.getLogger(__name__)
 
 AGENT_START_PATIENCE = 60.0
 """Seconds a just-started agent may take to listen (importing torch on a board takes a while)."""

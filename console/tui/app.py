@@ -292,4 +292,5 @@ class ConsoleApp(App):
 
     def _changed(self, message) -> None:
         """Tell the active screen (the only one drawing) what changed; others redraw when resumed."""
-        self.screen.post_message(message)
+        if self.screen_stack:  # empty while the app starts or shuts down
+            self.screen.post_message(message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from rich.text import Text
 
@@ -101,8 +101,3 @@ def temp_style(value: float | None) -> str:
     if value >= 85:
         return "bold red"
     return "yellow" if value >= 70 else "green"
-
-
-def mean(values: Sequence[float]) -> float | None:
-    """Arithmetic mean, None for no values."""
-    return sum(values) / len(values) if values else None

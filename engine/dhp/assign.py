@@ -73,7 +73,7 @@ async def assign_all(channels: Mapping[str, NodeChannel], settings: RunSettings,
     would differ: EngineError names the first two that disagree.
     """
     jobs = {node: assign(channels[node], assign_header(settings, plan, profile, s, node, addresses[node]),
-                         states[s], settings.request_timeout)
+                         states[s], settings.assign_timeout)
             for s, nodes in enumerate(plan.stages) for node in nodes}
     results = await asyncio.gather(*jobs.values(), return_exceptions=True)
     for result in results:

@@ -90,13 +90,16 @@ class Faults:
                     raise EngineError(f"stage {stage + 1} has no live replica to copy")
                 state = await fetch_state(self.channels[donors[0]], s.request_timeout)
                 header = assign_header(s, self.plan, self.profile, stage, node, self.addresses[node])
-                data = await assign(channel, header, state, s.request_timeout)
+                data = await assign(channel, header, state, s.assign_timeout)
                 if data is not None and (data["images"], data["mean"]) != (self._dataset["images"], self._dataset["mean"]):
                     raise EngineError(f"{node} now reads a different dataset ({data['images']} images)")
             except EngineError as exc:  # LinkError included: the node went again, or is not ready yet
                 log.warning("rejoin of %s failed: %s", node, exc)
                 await channel.close()
                 continue
+            except asyncio.CancelledError:  # the run ended meanwhile
+                await channel.close()
+                raise
             old = self.channels[node]
             self.channels[node] = channel
             await old.close()

@@ -41,7 +41,9 @@ class RunSettings:
     checkpoint_every: int = 0
     """Also checkpoint at the first averaging at or after every this many iterations (0: at the end only)."""
     request_timeout: float = 120.0
-    """Seconds a node may take to answer a request (an assignment loads a dataset and weights)."""
+    """Seconds a node may take to answer a request (parameters for averaging, telemetry)."""
+    assign_timeout: float = 900.0
+    """Seconds a node may take to load its stage (a stage-1 node decodes its whole dataset first)."""
     heartbeat_interval: float = 2.0
     """Seconds between pings to each node."""
     heartbeat_timeout: float = 30.0

@@ -131,6 +131,21 @@ async def test_telemetry_on_request(agents):
     assert answer.header["sample"]["ram"]["total_mb"] > 0
 
 
+async def test_telemetry_pushed_periodically_until_stopped(agents):
+    link, _ = await _link(agents["solo"])
+    await link.send(Op.TELEMETRY, {"every": 0.2})
+    samples = [await link.recv(timeout=30) for _ in range(3)]
+    assert all(s.op is Op.SAMPLE and s.header["req"] is None for s in samples)
+    await link.send(Op.TELEMETRY, {"every": 0})
+    await link.send(Op.PING, {"n": 2})
+    while (answer := await link.recv(timeout=10)).op is Op.SAMPLE:  # samples already on the way
+        pass
+    assert answer.op is Op.PONG
+    with pytest.raises(LinkError):  # nothing more comes
+        await link.recv(timeout=0.8)
+    link.close()
+
+
 async def test_the_agent_survives_malformed_peers(agents):
     solo = agents["solo"]
     loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from console.tui import format as fmt
 from console.tui.messages import FleetChanged, PlanChanged
 from console.tui.partition_plan import PartitionPlan, plan_partitions
 from console.tui.widgets.layer_strip import LayerStrip, stage_colour
+from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
 from engine.cwb.plan import Candidate
 from engine.cwb.units import format_bytes
@@ -64,7 +65,7 @@ class PartitionScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TopBar("profile")
-        yield Static(id="plan-header")
+        yield Readout(id="plan-header")
         yield LayerStrip(id="layer-strip")
         yield DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
         yield Static(id="replicas")
@@ -165,7 +166,7 @@ class PartitionScreen(Screen):
         profile = slot.profile
         if profile is None:
             out.append(" no profile loaded", style="dim")
-            self.query_one("#plan-header", Static).update(out)
+            self.query_one("#plan-header", Readout).show(out)
             return
         s = profile.settings
         out.append(f" {slot.origin}", style="bold")
@@ -176,7 +177,7 @@ class PartitionScreen(Screen):
             why = "fewest that fit memory" if plan.automatic else "chosen"
             out.append(f"\n {plan.partitions} stage(s) ({why}) over {len(self._planned)} nodes · "
                        f"{plan.result.feasible_count} cut sets fit · best E {e_text(plan.result.best)}", style="dim")
-        self.query_one("#plan-header", Static).update(out)
+        self.query_one("#plan-header", Readout).show(out)
 
     def action_reference(self) -> None:
         """Load the shipped TX2 ResNet-18 profile."""

@@ -7,13 +7,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from console.tui import format as fmt
 from console.tui.messages import TrainingChanged
 from console.tui.training_state import TrainingState
 from console.tui.widgets.chain_board import ChainBoard
 from console.tui.widgets.line_chart import LineChart
+from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
 
 
@@ -61,12 +62,12 @@ class TrainingScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TopBar("training")
-        yield Static(id="run-header")
+        yield Readout(id="run-header")
         with VerticalScroll(id="board-scroll"):
             yield ChainBoard(id="chain-board")
         with Horizontal(id="run-bottom"):
             yield LineChart("loss", colour="yellow", id="loss-chart")
-            yield Static(id="run-notes")
+            yield Readout(id="run-notes")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -81,14 +82,14 @@ class TrainingScreen(Screen):
     def redraw(self) -> None:
         """Draw the board, header, loss curve and notes from the app's training state."""
         state: TrainingState = self.app.training
-        self.query_one("#run-header", Static).update(run_header(state, self.app.training_process))
+        self.query_one("#run-header", Readout).show(run_header(state, self.app.training_process))
         self.query_one(ChainBoard).show(state)
         self.query_one("#loss-chart", LineChart).plot(list(state.losses))
         notes = Text()
         for note in list(state.notes)[-8:]:
             notes.append(f"{note.t:6.1f}s ", style="dim")
             notes.append(note.text + "\n", style="red" if note.level == "error" else "")
-        self.query_one("#run-notes", Static).update(notes if state.notes else Text("averaging and faults show here", style="dim"))
+        self.query_one("#run-notes", Readout).show(notes if state.notes else Text("averaging and faults show here", style="dim"))
 
     def action_start(self) -> None:
         """Ask for the run's settings and launch it."""

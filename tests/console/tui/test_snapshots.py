@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from console.fleet.ssh import NodeState, NodeStatus
-from console.tui.launch import create_app
+from console.tui.app import ConsoleApp
+from console.tui.settings import ConsoleSettings
 from engine.dhp.events import Averaging, ChainDone, ChainLink, Iteration, NodeState as NodeEvent, RunStarted
 from tests.console.tui.conftest import screen_text, wait_for
 from tests.console.tui.scripted import ScriptedBackend, jetson_sample
@@ -29,9 +30,21 @@ def normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
-def check(name: str, text: str) -> None:
+async def settled(pilot) -> str:
+    """The screen's text once two readings 0.2 s apart agree (pending layout and renders done)."""
+    previous = None
+    for _ in range(50):
+        await pilot.pause(0.2)
+        text = screen_text(pilot.app)
+        if text == previous:
+            return text
+        previous = text
+    return previous
+
+
+async def check(name: str, pilot) -> None:
     path = SNAPSHOTS / f"{name}.txt"
-    text = normalise(text)
+    text = normalise(await settled(pilot))
     if os.environ.get("LITESRL_UPDATE_SNAPSHOTS") == "1":
         path.parent.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -44,7 +57,7 @@ def check(name: str, text: str) -> None:
 async def fleet(tx2_nodes):
     """A running app over six scripted TX2s: five reporting a minute of history, one with an unknown host key."""
     backend = ScriptedBackend(tx2_nodes, title="tx2-rack (inventory.toml)")
-    app = create_app(backend=backend)
+    app = ConsoleApp(backend, ConsoleSettings(stale_after=3600.0))  # a slow run must not turn nodes stale
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: len(app.fleet.names) == 6)
         for node in range(1, 6):
@@ -64,14 +77,14 @@ async def test_fleet_snapshot(fleet):
     app, pilot = fleet
     app.screen.redraw()
     await pilot.pause()
-    check("fleet", screen_text(app))
+    await check("fleet", pilot)
 
 
 async def test_node_snapshot(fleet):
     app, pilot = fleet
     await pilot.press("down", "enter")
     await pilot.pause()
-    check("node", screen_text(app))
+    await check("node", pilot)
 
 
 async def test_partition_snapshot(fleet):
@@ -81,7 +94,7 @@ async def test_partition_snapshot(fleet):
     await pilot.press("plus", "plus")
     await wait_for(pilot, lambda: app.screen.plan is not None and app.screen.plan.partitions == 3)
     await pilot.pause()
-    check("partition", screen_text(app))
+    await check("partition", pilot)
 
 
 async def test_training_snapshot(fleet):
@@ -103,11 +116,11 @@ async def test_training_snapshot(fleet):
     app.training_process = "running, run folder runs/demo"
     app.screen.redraw()
     await pilot.pause()
-    check("training", screen_text(app))
+    await check("training", pilot)
 
 
 async def test_help_snapshot(fleet):
     app, pilot = fleet
     await pilot.press("question_mark")
     await pilot.pause()
-    check("help", screen_text(app))
+    await check("help", pilot)
