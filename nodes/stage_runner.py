@@ -93,6 +93,7 @@ class StageRunner:
         if self.index == 0:
             raise NodeError(f"{self.node} runs stage 1, which takes no activation")
         self._chains[chain] = _Chain(batch, iteration, reply_to)
+        log.debug("chain %d: activation of batch %d from %s", chain, batch, reply_to[2])
         self._spawn(chain, self._forward(chain, lambda: x))
 
     def next_hop(self, chain: int, node: str, host: str, port: int) -> None:
@@ -107,6 +108,7 @@ class StageRunner:
         if self._held(chain) is None:
             log.info("gradient for chain %d, which this node no longer holds (aborted); dropped", chain)
             return
+        log.debug("chain %d: gradient received", chain)
         self._spawn(chain, self._backward(chain, grad))
 
     async def abort(self, chain: int) -> None:
@@ -154,6 +156,7 @@ class StageRunner:
             await self._backward(chain, None, loss=float(out))
             return
         state.output = out
+        log.debug("chain %d: forward done", chain)
         await self._report(Op.FORWARD_DONE, {"chain": chain, "ms": state.timing["forward_ms"]})
 
     async def _hand_off(self, chain: int, state: _Chain, node: str, host: str, port: int) -> None:
@@ -166,6 +169,7 @@ class StageRunner:
         output, state.output = state.output, None
         if not await self._deliver(chain, node, host, port, Op.ACTIVATION, header, output):
             return
+        log.debug("chain %d: activation sent to %s", chain, node)
         state.timing["send_ms"] += (time.monotonic() - started) * 1000
 
     async def _backward(self, chain: int, grad: torch.Tensor | None, loss: float | None = None) -> None:
@@ -184,8 +188,10 @@ class StageRunner:
             await self._stretch(state, sent, self.emulation.gradient_send_s if self.emulation else 0.0)
             if state.aborted or not await self._deliver(chain, node, host, port, Op.GRADIENT, {"chain": chain}, input_grad):
                 return
+            log.debug("chain %d: gradient sent to %s", chain, node)
             state.timing["send_ms"] += (time.monotonic() - sent) * 1000
         self._chains.pop(chain, None)
+        log.debug("chain %d: backward done", chain)
         header: dict[str, Any] = {"chain": chain, "timing": state.timing}
         if loss is not None:
             header["loss"] = loss

@@ -46,3 +46,14 @@ class GammaSpeckle(v2.Transform):
         gamma = torch.distributions.Gamma(torch.tensor(looks), torch.tensor(looks))
         noise = gamma.sample(inpt.shape[-2:]).sqrt()
         return (inpt * noise).clamp_(0.0, 1.0)
+
+
+class InscribedCrop(v2.Transform):
+    """Centre square of side floor(min(H, W) / sqrt 2): after any rotation it holds no empty corner."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        side = int(min(inpt.shape[-2:]) / 2**0.5)
+        return v2.functional.center_crop(inpt, [side, side])

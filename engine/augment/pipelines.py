@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torchvision.transforms import v2
 
-from engine.augment.ops import GammaSpeckle, RandomRot90
+from engine.augment.ops import GammaSpeckle, InscribedCrop, RandomRot90
 from engine.data.images import Modality
 
 
@@ -28,6 +29,10 @@ class AugmentConfig:
     """Optical only: probability of converting to grey (kept 3 channels)."""
     speckle_probability: float = 0.5
     """SAR only: probability of extra multiplicative Gamma speckle."""
+    rotation: Literal["rot90", "any"] = "rot90"
+    """``rot90``: exact quarter turns. ``any``: a uniform angle, then the largest centred square
+    that holds no empty corner (side / sqrt 2) -- for overhead views and SAR targets, whose
+    azimuth is arbitrary; it costs the image's border, so load images larger."""
 
 
 def _blur(size: int, probability: float) -> v2.Transform:
@@ -43,6 +48,8 @@ def build_view_transform(modality: Modality, config: AugmentConfig, mean: torch.
         v2.RandomVerticalFlip(),
         RandomRot90(),
     ]
+    if config.rotation == "any":
+        spatial = [v2.RandomRotation(180.0, interpolation=v2.InterpolationMode.BILINEAR), InscribedCrop()] + spatial
     if modality == "optical":
         radiometric = [
             v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=config.colour_probability),

@@ -85,9 +85,14 @@ class _Tally:
 
 @dataclass
 class _Flight:
+    """A chain in flight as the coordinator sees it."""
+
     started: float
     loss: float = math.nan
-    members: list[str] = field(default_factory=list)
+    reported: set[str] = field(default_factory=set)
+    """Members whose BACKWARD_DONE has been applied."""
+    early: dict[str, Message] = field(default_factory=dict)
+    """BACKWARD_DONE reports that arrived before a later stage's (applied once it has been)."""
 
 
 class Coordinator(Faults):
@@ -258,7 +263,7 @@ class Coordinator(Faults):
 
     async def _admit(self) -> None:
         for start in self._sched.admit():
-            self._flight[start.chain] = _Flight(time.monotonic(), members=[start.node])
+            self._flight[start.chain] = _Flight(time.monotonic())
             self._emit(NodeState, node=start.node, stage=0, state="busy")
             self._emit(ChainLink, chain=start.chain, batch=start.batch, stage=0, from_node=None, to_node=start.node)
             await self.channels[start.node].send(Op.START, {"chain": start.chain, "batch": start.batch,
@@ -272,19 +277,34 @@ class Coordinator(Faults):
             await self._hop(Hop(chain, len(info.nodes), node, target, info.batch, info.iteration))
 
     async def _hop(self, hop: Hop) -> None:
-        self._flight[hop.chain].members.append(hop.to_node)
         self._emit(NodeState, node=hop.to_node, stage=hop.stage, state="busy")
         self._emit(ChainLink, chain=hop.chain, batch=hop.batch, stage=hop.stage, from_node=hop.from_node, to_node=hop.to_node)
         host, port = self.addresses[hop.to_node]
         await self.channels[hop.from_node].send(Op.NEXT_HOP, {"chain": hop.chain, "node": hop.to_node, "host": host, "port": port})
 
     async def _backward_done(self, node: str, message: Message) -> None:
+        """Apply a BACKWARD_DONE in backward order: reports travel on different connections, so a node's may
+        overtake the report of the later stage whose gradient it received; it then waits for that one."""
         chain = int(message.header["chain"])
+        flight = self._flight.get(chain)
+        if flight is None:
+            raise ScheduleError(f"chain {chain} is not in flight")
+        flight.early[node] = message
+        while chain in self._flight:
+            unreported = [n for n in self._sched.chain_info(chain).nodes if n not in flight.reported]
+            if not unreported or unreported[-1] not in flight.early:
+                return
+            due = unreported[-1]
+            await self._apply_backward(chain, due, flight.early.pop(due))
+
+    async def _apply_backward(self, chain: int, node: str, message: Message) -> None:
         timing = message.header.get("timing") or {}
         ms = float(timing.get("forward_ms", 0.0)) + float(timing.get("backward_ms", 0.0))
         freed = self._sched.backward_done(chain, node)
+        flight = self._flight[chain]
+        flight.reported.add(node)
         if message.header.get("loss") is not None:
-            self._flight[chain].loss = float(message.header["loss"])
+            flight.loss = float(message.header["loss"])
         self._sched.record_time(node, ms)
         tally = self._tally[node]
         tally.steps, tally.total_ms = tally.steps + 1, tally.total_ms + ms

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +14,25 @@ from typing import Sequence
 
 import psutil
 
-from console.cluster.local import spawn, wait_listening
+from console.cluster.local import AGENT_ENV, wait_listening
 from engine.data.synthetic import generate
 
 SECRET = b"test-cluster-secret-0123456789abcdef"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the test process dies, even if pytest is killed."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(argv: list[str], name: str, output: Path) -> tuple[subprocess.Popen, Path]:
+    """Start one agent process, output to ``output``; it cannot outlive the test run."""
+    env = {**os.environ, AGENT_ENV: name, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    with open(output, "wb") as out:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   preexec_fn=_die_with_parent)
+    return process, output
 
 
 @dataclass
@@ -71,7 +89,7 @@ def start_agents(folder: Path, names: Sequence[str], *, memory: str = "3GB", dat
         argv = [sys.executable, "-m", "nodes.agent_main", "--host", "127.0.0.1",
                 "--port", str(ports[index] if ports else 0), "--secret-file", str(secret),
                 "--log-file", str(folder / f"{name}.log"), "--name", name, "--memory-budget", memory,
-                "--threads", "1", "--timeout", "10", *extra]
+                "--threads", "1", "--timeout", "10", "--verbose", *extra]
         if data is not None:
             argv += ["--data", str(data)]
         if emulate is not None:
@@ -90,13 +108,24 @@ def start_agents(folder: Path, names: Sequence[str], *, memory: str = "3GB", dat
     return agents
 
 
-def restart(agent: AgentProc) -> AgentProc:
-    """Start ``agent`` again on its port (after a kill) and wait until it listens."""
+def restart(agent: AgentProc, wait: bool = True) -> AgentProc:
+    """Start ``agent`` again on its port (after a kill); wait until it listens unless ``wait`` is False.
+
+    Call it from the main thread: the child dies with the thread that started it (PR_SET_PDEATHSIG),
+    so wait in an executor with :func:`wait_ready` instead of starting it there.
+    """
     argv = list(agent.argv)
     argv[argv.index("--port") + 1] = str(agent.port)
-    process, out = spawn(argv, agent.name, agent.log.with_suffix(".out2"))
-    host, port = wait_listening(process, out, timeout=120)
-    return AgentProc(agent.name, process, host, port, agent.log, argv)
+    process, _ = spawn(argv, agent.name, agent.log.with_suffix(".out2"))
+    again = AgentProc(agent.name, process, agent.host, agent.port, agent.log, argv)
+    if wait:
+        wait_ready(again)
+    return again
+
+
+def wait_ready(agent: AgentProc) -> None:
+    """Block until a restarted agent listens again."""
+    wait_listening(agent.process, agent.log.with_suffix(".out2"), timeout=120)
 
 
 def gone(pid: int) -> bool:

@@ -144,7 +144,7 @@ async def test_fixed_mode_forms_two_chains_of_three(six, tmp_path):
 
 
 async def test_earliest_finish_policy_runs_every_batch_once(six, tmp_path):
-    run = settings(6, None, mode="dynamic", policy="earliest_finish", average_every=0)
+    run = settings(6, None, mode="dynamic", policy="earliest_finish", average_every=0, stall_timeout=20)
     events = tmp_path / "events.jsonl"
     coordinator = await coordinator_for(six, run, events)
     result = await coordinator.run(plan_for(coordinator, "dynamic"), PROFILE)

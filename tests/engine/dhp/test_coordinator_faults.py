@@ -13,7 +13,7 @@ import torch
 from engine.dhp.events import read_events
 from nodes.client import connect_node
 from tests.engine.dhp.coordinator_helpers import PROFILE, coordinator_for, iteration_batches, plan_for, settings
-from tests.nodes.agent_procs import SECRET, make_data, restart, start_agents
+from tests.nodes.agent_procs import SECRET, make_data, restart, start_agents, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +72,8 @@ async def test_sigkill_in_dynamic_mode_requeues_the_batch_finishes_and_the_resta
     restarts = []
 
     def restart_victim():  # the operator restarts the crashed agent while the run goes on
-        async def later():
-            six[victim] = await loop.run_in_executor(None, restart, six[victim])
-        restarts.append(loop.create_task(later()))
+        six[victim] = restart(six[victim], wait=False)
+        restarts.append(loop.run_in_executor(None, wait_ready, six[victim]))
 
     killed = _kill_when_busy(coordinator, six, victim, after=3, then=restart_victim)
     result = await coordinator.run(plan, PROFILE)
