@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from console.cli.common import console
+from console.cluster.local import DEFAULT_MEMORY, DEFAULT_TIME_SCALE
 from console.errors import ConsoleError
 
 cluster_app = typer.Typer(
@@ -32,10 +33,10 @@ def register(app: typer.Typer) -> None:
 def up(
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Number of emulated boards.")] = 6,
     profile: Annotated[str, typer.Option(help="Board profile they emulate (tx2, xavier-nx, orin) or a profile .json.")] = "tx2",
-    time_scale: Annotated[float, typer.Option(help="Multiply every emulated time (0.1 = ten times faster than the board).")] = 0.1,
+    time_scale: Annotated[float, typer.Option(help="Multiply every emulated time (0.2 = five times faster than the board).")] = DEFAULT_TIME_SCALE,
     bandwidth: Annotated[str, typer.Option(help="Emulated link between boards, e.g. 1Gbit.")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Emulated per-message latency, e.g. 0.5ms.")] = "0ms",
-    memory_per_node: Annotated[str, typer.Option(help="Memory budget of each board, e.g. 3GB (the paper's).")] = "3GB",
+    memory_per_node: Annotated[str, typer.Option(help="Memory budget of each board; 1.5GB gives the paper's 3 ResNet-18 partitions (see docs).")] = DEFAULT_MEMORY,
     speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speed per node relative to the profile (default all 1).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder the boards read (default: a small synthetic one).")] = None,
     as_json: JsonOpt = False,

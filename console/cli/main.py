@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "console.cli.pretrain",
     "console.cli.evaluate",
     "console.cli.data",
+    "console.cli.demo",
     "console.cli.tegrastats",
     "console.cli.nodes",
     "console.cli.partition",

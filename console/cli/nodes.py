@@ -20,6 +20,7 @@ from rich.table import Table
 
 from console.errors import FleetError
 from console.fleet.inventory import Inventory, NodeSpec, load_inventory
+from engine.cwb.units import format_bytes
 
 EXIT_NODE_FAILED = FleetError.exit_code
 
@@ -288,11 +289,4 @@ def _print_json(document: Any) -> None:
 
 
 def _size(count: int | None) -> str:
-    if count is None:
-        return "-"
-    value, unit = float(count), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+    return "-" if count is None else format_bytes(count)

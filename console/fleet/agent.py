@@ -46,14 +46,18 @@ class AgentStatus:
 
 def agent_command(node: NodeSpec, layout: RemoteLayout) -> list[str]:
     """The argv that starts the node agent; the one place to adjust when ``nodes/agent_main.py`` changes."""
-    return [
+    argv = [
         layout.venv_python, "-m", "nodes.agent_main",
         "--host", node.agent_bind,
         "--port", str(node.agent_port),
         "--secret-file", layout.secret_file,
         "--log-file", layout.log_file,
         "--name", node.name,
+        "--memory-budget", str(node.memory_budget),
     ]
+    if node.data_path:
+        argv += ["--data", node.data_path]
+    return argv
 
 
 def _alive_function(node: NodeSpec) -> str:

@@ -89,11 +89,6 @@ class NodeSpec:
     tags: tuple[str, ...] = ()
     """Free labels for selecting nodes (``--tag``)."""
 
-    @property
-    def memory_budget_mb(self) -> float:
-        """The memory budget in MiB, the unit CWB profiles use."""
-        return self.memory_budget / 1024**2
-
 
 @dataclass(frozen=True)
 class Inventory:

@@ -37,7 +37,7 @@ def candidate_cells(index: int, candidate: Candidate) -> list[Text | str]:
         if stage.index:
             busy.append("/")
         busy.append(f"{stage.busy_ms:.0f}", style=stage_colour(stage.index))
-    memory = "/".join(f"{stage.memory_bytes / 2**30:.1f}" for stage in candidate.stages)
+    memory = "/".join(f"{stage.memory_bytes / 1e9:.2f}" for stage in candidate.stages)
     fits = Text("fits", style="green") if candidate.fits else Text("over", style="red")
     return [Text("★" if index == 0 else str(index + 1), style="bold yellow" if index == 0 else ""),
             ", ".join(candidate.cut_names) or "—", busy, f"{candidate.minibatch_ms:.0f}", memory, fits,
@@ -73,7 +73,7 @@ class PartitionScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#candidates", DataTable)
-        for column in ("#", "cut after", "busy ms per stage", "T ms", "GiB", "mem", "E"):
+        for column in ("#", "cut after", "busy ms per stage", "T ms", "GB", "mem", "E"):
             table.add_column(column)
         self.set_interval(1.0, self._show_header)
         self.replan()

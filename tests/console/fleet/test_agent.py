@@ -135,9 +135,10 @@ async def test_a_stale_pid_file_naming_another_process_is_never_signalled(sshd, 
 def test_agent_command_is_the_documented_argv(tmp_path):
     inv_file = tmp_path / "inv.toml"
     inv_file.write_text('[[nodes]]\nname = "tx2-1"\nhost = "h"\nboard = "tx2"\nmemory_budget = "3GB"\n'
-                        'agent_port = 7711\nagent_bind = "127.0.0.1"\n')
+                        'agent_port = 7711\nagent_bind = "127.0.0.1"\ndata_path = "/data/rs"\n')
     node = load_inventory(inv_file).nodes[0]
     assert agent_command(node, RemoteLayout.for_node(node)) == [
         "~/litesrl/venv/bin/python", "-m", "nodes.agent_main", "--host", "127.0.0.1", "--port", "7711",
         "--secret-file", "~/litesrl/cluster.secret", "--log-file", "~/litesrl/agent-tx2-1.log", "--name", "tx2-1",
+        "--memory-budget", "3000000000", "--data", "/data/rs",
     ]

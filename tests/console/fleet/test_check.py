@@ -81,7 +81,7 @@ def test_problems_are_named(monkeypatch):
         "Python 3.6.9 is older than 3.10, which litesrl needs",
         "torch 2.1.0 sees no CUDA device",
         "inventory says board 'xavier-nx' but the node is 'tx2' (NVIDIA Jetson TX2 Developer Kit)",
-        "memory_budget 12.0 GiB exceeds the node's 8.0 GiB",
+        "memory_budget 12.88 GB exceeds the node's 8.59 GB",
         "data_path /data does not exist",
         "litesrl 0.1.0 on the node differs from 0.2.0 here (run `litesrl nodes deploy n`)",
     )

@@ -35,9 +35,9 @@ def test_list_shows_nodes_and_bad_inventory_exits_2(tmp_path):
     result = litesrl("list", "--inventory", str(good), "--json")
     assert result.returncode == 0, result.stderr
     [node] = json.loads(result.stdout)["nodes"]
-    assert (node["name"], node["memory_budget"], node["ssh"]["port"], node["tags"]) == ("a", 3 * 1024**3, 22, ["x"])
+    assert (node["name"], node["memory_budget"], node["ssh"]["port"], node["tags"]) == ("a", 3 * 10**9, 22, ["x"])
     table = litesrl("list", "-i", str(good))
-    assert table.returncode == 0 and "10.0.0.1:22" in table.stdout and "3.0 GiB" in table.stdout
+    assert table.returncode == 0 and "10.0.0.1:22" in table.stdout and "3.00 GB" in table.stdout
 
     bad = tmp_path / "bad.toml"
     bad.write_text(good.read_text() + "port = 0\n")
