@@ -8,7 +8,7 @@ encoder, and a random-init encoder, is then scored by a linear probe on frozen f
 of the labels, over ``--seeds`` different label splits (mean ± sample std).
 
 Recipes (why each choice, in README "Getting a real gain on a CPU budget"):
-- rsscn7 (optical): pretrain on the 695 unlabelled 128 px pool images plus the 2800 RSSCN7
+- rsscn7 (optical): pretrain on the 695 unlabelled 128 px pool images plus the 385 RSSCN7
   scenes without their labels, loaded at 96 px, 64 px views, batch 64, base lr 0.2 (peak 0.05),
   crop scale 0.2-1, 90° rotations; stratified split.
 - mstar (SAR): pretrain on the 128 px chips without labels, 64 px views, batch 32, base lr 0.5,

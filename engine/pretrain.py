@@ -135,6 +135,8 @@ class Pretrainer:
         self.mean, self.std = normalisation(images)
         self.step = 0
         self.elapsed = 0.0
+        self._plan_mark: tuple[int, float] | None = None
+        """(step, elapsed seconds) of the last time-budget plan."""
 
     @property
     def checkpoint_path(self) -> Path:
@@ -172,7 +174,10 @@ class Pretrainer:
         options.out_dir.mkdir(parents=True, exist_ok=True)
         (options.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         transform = build_view_transform(self.config.modality, self.config.augment, self.mean, self.std)
-        batches = TwoViewBatches(self.images.images, transform, self.config.batch_size, self.config.seed, self.step, self.config.steps)
+        # Under a time budget the step count is re-planned while the loader runs, so the loader is
+        # given no end of its own; the loop stops at ``config.steps``.
+        last = self.config.steps if self.options.time_budget is None else 2**62
+        batches = TwoViewBatches(self.images.images, transform, self.config.batch_size, self.config.seed, self.step, last)
         history: list[StepMetrics] = []
         self.model.train()
         per_epoch = len(self.images) // self.config.batch_size
@@ -197,7 +202,7 @@ class Pretrainer:
                     if not math.isfinite(loss):
                         self.save()
                         raise ConfigError(f"loss became {loss} at step {self.step}; lower the learning rate")
-                    self._replan_for_budget(batches)
+                    self._replan_for_budget()
                     if self.step % options.checkpoint_every == 0:
                         metrics_file.flush()
                         self.save()
@@ -221,15 +226,30 @@ class Pretrainer:
         self.optimizer.step()
         return out.loss.item(), collapse_indicator(out.e), lr
 
-    def _replan_for_budget(self, batches: TwoViewBatches) -> None:
-        """After a few timed steps, fix the total so the cosine schedule ends when the budget does."""
+    def _replan_for_budget(self) -> None:
+        """Fit the total step count to the budget so the cosine schedule ends when the budget does.
+
+        First after warm-up + 5 steps, then each time the step count has doubled while less than
+        three quarters of the run are done, from the step rate since the previous plan: the first
+        steps (worker start-up, allocator warm-up) are slower than the rest, so one early estimate
+        alone ends the run well inside its budget. A re-plan moves the cosine by a few per cent of
+        its span, mostly early, when the learning rate is still near its peak.
+        """
         budget = self.options.time_budget
-        if budget is None or self.step != self.config.warmup_steps + 5 or self.step < 3:
+        if budget is None:
             return
-        per_step = self.elapsed / self.step
-        total = max(self.step + 1, int(budget / per_step))
+        first = max(3, self.config.warmup_steps + 5)
+        if self._plan_mark is None:
+            if self.step < first:
+                return
+            per_step = self.elapsed / self.step
+        elif self.step == 2 * self._plan_mark[0] and 4 * self.step < 3 * self.config.steps:
+            per_step = (self.elapsed - self._plan_mark[1]) / (self.step - self._plan_mark[0])
+        else:
+            return
+        self._plan_mark = (self.step, self.elapsed)
+        total = self.step + max(1, int((budget - self.elapsed) / max(per_step, 1e-9)))
         self.config = replace(self.config, steps=total)
-        batches.total_steps = total
         log.info("time budget %.0f s at %.2f s/step: planning %d steps", budget, per_step, total)
 
 

@@ -32,6 +32,7 @@ def pretrain(
     budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 15min or 900s: the step count is planned so the cosine schedule ends in time.")] = None,
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256 (paper 0.05).")] = 0.05,
     crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
+    rotation: Annotated[str, typer.Option(help="rot90 (exact quarter turns) or any (any angle, then the largest inscribed crop; SAR targets seen from every azimuth).")] = "rot90",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, order and augmentations.")] = 0,
     workers: Annotated[int, typer.Option(help="Background augmentation processes (0: augment in the training process).")] = 1,
@@ -52,6 +53,8 @@ def pretrain(
         raise ConsoleError(f"unknown modality {modality!r}; choose optical or sar")
     if not 0.0 < crop_scale <= 1.0:
         raise ConsoleError(f"--crop-scale must be in (0, 1], got {crop_scale}")
+    if rotation not in ("rot90", "any"):
+        raise ConsoleError(f"unknown --rotation {rotation!r}; choose rot90 or any")
     checkpoint = out / CHECKPOINT_NAME
     if checkpoint.exists() and not resume:
         raise ConsoleError(f"{out} already holds a run; add --resume to continue it or choose another --out")
@@ -66,7 +69,7 @@ def pretrain(
     total = steps or max(1, round(epochs * per_epoch))
     config = PretrainConfig(
         model=ModelConfig(backbone=backbone, variant=variant, in_channels=1 if modality == "sar" else 3, stem=stem),
-        modality=modality, augment=AugmentConfig(size=image_size, crop_scale=(crop_scale, 1.0)),
+        modality=modality, augment=AugmentConfig(size=image_size, crop_scale=(crop_scale, 1.0), rotation=rotation),
         batch_size=batch_size, steps=total, base_lr=lr, warmup_steps=warmup_steps, seed=seed,
     )
     options = RunOptions(out_dir=out, device=device, workers=workers, checkpoint_every=checkpoint_every,

@@ -49,11 +49,12 @@ class GammaSpeckle(v2.Transform):
 
 
 class InscribedCrop(v2.Transform):
-    """Centre square of side floor(min(H, W) / sqrt 2): after any rotation it holds no empty corner."""
+    """Centre square of side floor(min(H, W) / sqrt 2) - 2: after any rotation it holds no empty corner
+    (the 2-pixel margin keeps bilinear interpolation from blending the rotation's fill into it)."""
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         return {}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        side = int(min(inpt.shape[-2:]) / 2**0.5)
+        side = max(1, int(min(inpt.shape[-2:]) / 2**0.5) - 2)
         return v2.functional.center_crop(inpt, [side, side])

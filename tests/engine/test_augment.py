@@ -52,3 +52,18 @@ def test_gamma_speckle_has_unit_mean_intensity_and_variance_one_over_looks():
     intensity = (out / 0.25) ** 2
     assert abs(intensity.mean().item() - 1.0) < 0.02
     assert abs(intensity.var().item() - 0.25) < 0.02
+
+
+def test_any_angle_rotation_then_inscribed_crop_leaves_no_empty_corner():
+    from engine.augment.ops import InscribedCrop
+
+    white = torch.full((1, 64, 64), 255, dtype=torch.uint8)
+    rotate = v2.Compose([v2.RandomRotation(180.0, interpolation=v2.InterpolationMode.BILINEAR), InscribedCrop()])
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = rotate(white)
+        assert out.shape == (1, 43, 43)  # floor(64 / sqrt 2) - 2
+        assert out.min() == 255  # the rotation's zero fill never reaches the crop
+    transform = build_view_transform("sar", AugmentConfig(size=24, rotation="any"), torch.tensor([0.5]), torch.tensor([0.25]))
+    assert {"RandomRotation", "InscribedCrop"} <= set(_ops(transform))
+    assert transform(white).shape == (1, 24, 24)

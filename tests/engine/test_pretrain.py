@@ -96,3 +96,26 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(b"\x80\x04 definitely not a checkpoint")
     with pytest.raises(CheckpointError, match="not readable"):
         load_checkpoint(path)
+
+
+def test_a_time_budget_is_replanned_from_the_recent_step_rate(images, tmp_path, monkeypatch):
+    """Slow first steps (start-up) must not end the run far inside its budget, nor may the plan
+    outgrow the loader: the re-plan after the step count doubles uses the recent rate."""
+    import engine.pretrain as pretrain_module
+
+    calls = {"n": 0}
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            calls["n"] += 1
+            # two clock reads per step: the first 6 steps take 1 s each, later ones 0.1 s
+            return sum(0.5 if i < 12 else 0.05 for i in range(calls["n"]))
+
+    monkeypatch.setattr(pretrain_module, "time", Clock)
+    config = PretrainConfig(augment=AugmentConfig(size=16), batch_size=4, steps=10, warmup_steps=1)
+    trainer = Pretrainer(config, images, RunOptions(out_dir=tmp_path, workers=0, time_budget=20.0))
+    history = trainer.run()
+    # the first plan (after 6 steps at ~1 s) allows about 20 steps; the recent 0.1 s/step allows ~140
+    assert trainer.config.steps == len(history) > 100
+    assert history[-1].elapsed_seconds <= 20.0 * 1.05
