@@ -181,12 +181,28 @@ def _render(out: Console, profile: Profile, pool, network, partitions, automatic
         out.print(_candidate_table(result, profile, show_nodes=len(boards) > 1))
     if len(results) > 1 or "cwb" not in results:
         out.print(_comparison_table(results))
+    fastest = _fastest_fitting(results)
+    if fastest is not None and fastest.cut_names != chosen.cut_names:
+        out.print(f"E rewards balance, not speed: the fitting cut with the fastest slowest node ({fastest.bottleneck_ms:.0f} ms "
+                  f"vs {chosen.bottleneck_ms:.0f}) trains with `litesrl train --cut-after {','.join(fastest.cut_names)}`")
     out.print(_strip(profile, chosen))
     out.print(_stage_bars(chosen))
     if replicas is not None:
         out.print(_replica_table(replicas))
     else:
         out.print("[yellow]The chosen partition does not fit the nodes' memory: no replica plan.[/]")
+
+
+def _fastest_fitting(results) -> Candidate | None:
+    """Of every candidate listed, the fitting one whose slowest node is fastest."""
+    listed = []
+    for result in results.values():
+        if isinstance(result, SearchResult):
+            listed.extend(result.candidates)
+        elif isinstance(result, Candidate):
+            listed.append(result)
+    fitting = [candidate for candidate in listed if candidate.fits]
+    return min(fitting, key=lambda candidate: candidate.bottleneck_ms) if fitting else None
 
 
 def _candidate_table(result: SearchResult, profile: Profile, show_nodes: bool) -> Table:

@@ -38,6 +38,7 @@ def train(
     profile: Annotated[Optional[str], typer.Option(help="Board profile (tx2, xavier-nx, orin) or profile .json (default: the cluster's).")] = None,
     backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50 (picks the board's profile).")] = "resnet18",
     partitions: Annotated[Optional[int], typer.Option(min=1, help="Stages (default: the fewest that fit the nodes' memory).")] = None,
+    cut_after: Annotated[Optional[str], typer.Option(help="Comma-separated layers to cut after, instead of CWB's best-E choice (e.g. maxpool,layer2_0; see `litesrl partition`).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=2, help="Images per mini-batch (default: the profile's; 4 when emulated).")] = None,
     image_size: Annotated[Optional[int], typer.Option(min=16, help="View size (default: the profile's; 32 when emulated).")] = None,
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256.")] = 0.05,
@@ -55,9 +56,14 @@ def train(
 
     if not math.isfinite(lr) or lr <= 0:
         raise ConsoleError(f"--lr must be a positive number, got {lr}")
+    cuts = tuple(name.strip() for name in cut_after.split(",") if name.strip()) if cut_after else ()
+    if cuts and resume:
+        raise ConsoleError("--resume keeps the checkpoint's cuts; drop --cut-after")
+    if cuts and partitions is not None and partitions != len(cuts) + 1:
+        raise ConsoleError(f"--cut-after makes {len(cuts) + 1} partitions but --partitions says {partitions}")
     job = TrainJob(
         cluster=cluster, mode=mode, policy=policy.replace("-", "_"), iterations=iterations, average_every=average_every,
-        data=data, profile=profile, backbone=backbone, partitions=partitions, batch_size=batch_size,
+        data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
         image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
         checkpoint_every=checkpoint_every, bandwidth=bandwidth, latency=latency,
     )

@@ -38,6 +38,8 @@ class TrainJob:
     backbone: str = "resnet18"
     partitions: int | None = None
     """Stages (default: the fewest that fit the nodes' memory)."""
+    cut_after: tuple[str, ...] = ()
+    """Layers to cut after instead of CWB's best-E choice (e.g. the fastest candidate `partition` lists)."""
     batch_size: int | None = None
     image_size: int | None = None
     load_size: int | None = None
@@ -105,7 +107,7 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
         await coordinator.attach()
         pool = [replace(spec, memory_bytes=min(spec.memory_bytes, session.budgets.get(spec.name, spec.memory_bytes)))
                 for spec in coordinator.pool()]
-        cuts = _stored_cuts(job.out) if job.resume else None
+        cuts = _stored_cuts(job.out) if job.resume else _named_cuts(profile, job.cut_after)
         plan = plan_run(profile, pool, Network(session.bandwidth, session.latency_ms), mode=job.mode,
                         partitions=job.partitions, cuts=cuts, stage_one=coordinator.data_readers())
         if on_plan is not None:
@@ -134,6 +136,20 @@ def _settings(job: TrainJob, profile, session: ClusterSession):
         data=data, mode=job.mode, policy=job.policy, average_every=job.average_every, seed=job.seed,
         data_paths={} if job.data else session.data_paths, out_dir=job.out, checkpoint_every=job.checkpoint_every,
     )
+
+
+def _named_cuts(profile, names: tuple[str, ...]) -> list[int] | None:
+    """Profile cut indices of the layers named in ``names`` (None when there are none: CWB chooses)."""
+    if not names:
+        return None
+    layers = [layer.name for layer in profile.layers]
+    unknown = [name for name in names if name not in layers[:-1]]
+    if unknown:
+        raise ConsoleError(f"cannot cut after {', '.join(unknown)}: the profile's layers are {', '.join(layers[:-1])}")
+    cuts = sorted({layers.index(name) for name in names})
+    if len(cuts) != len(names):
+        raise ConsoleError(f"--cut-after names a layer twice: {', '.join(names)}")
+    return cuts
 
 
 def _stored_cuts(out: Path) -> list[int]:

@@ -115,3 +115,13 @@ def test_mixed_nodes_file(profile, tmp_path):
     assert three["methods"]["cwb"]["orders_searched"] > 1
     assert "orin" in [s["node"] for s in three["methods"]["cwb"]["best"]["stages"]]
     assert sum(three["replicas"]["best"]["replicas"]) + len(three["replicas"]["best"]["idle"]) == 5
+
+
+def test_a_faster_fitting_cut_than_the_best_e_one_is_offered_to_train():
+    reference = REPO / "assets" / "profiles" / "tx2-resnet18.json"
+    done = litesrl("--profile", str(reference), "--nodes", "6", "--memory-per-node", "3GB", "--partitions", "3", "--method", "all")
+    assert done.returncode == 0, done.stderr
+    # CWB's best E (balance) cuts after layer1_1, layer2_1; PipeDream's slowest node is faster and fits 3 GB.
+    assert "Cut points (cwb): after layer1_1, layer2_1" in done.stdout
+    assert "E rewards balance, not speed" in done.stdout
+    assert "`litesrl train --cut-after layer2_0,layer3_0`" in done.stdout
