@@ -60,15 +60,6 @@ RECIPES = {
 }
 
 
-def center(images: ImageSet, side: int | None) -> ImageSet:
-    if not side:
-        return images
-    height, width = images.images.shape[-2:]
-    top, left = (height - side) // 2, (width - side) // 2
-    images.images = images.images[..., top:top + side, left:left + side].contiguous()
-    return images
-
-
 def pretrain(recipe: Recipe, variant: str, pool: ImageSet, budget_s: float, out: Path) -> dict:
     channels = 1 if recipe.modality == "sar" else 3
     config = PretrainConfig(
@@ -99,7 +90,9 @@ def run_dataset(name: str, recipe: Recipe, args: argparse.Namespace) -> dict:
     datasets = args.shared / "datasets"
     pool = load_images(scan_unlabelled([datasets / part for part in recipe.pool]), recipe.modality, recipe.load_size)
     classes, records = scan_labelled(datasets / recipe.labelled)
-    labelled = center(load_images(records, recipe.modality, recipe.load_size, classes), recipe.probe_center)
+    labelled = load_images(records, recipe.modality, recipe.load_size, classes)
+    if recipe.probe_center:
+        labelled = labelled.centre(recipe.probe_center)
     print(f"{name}: pool {len(pool)} images, labelled {len(labelled)} in {len(classes)} classes", flush=True)
     rows = {}
     for variant in VARIANTS:

@@ -28,6 +28,8 @@ def evaluate_command(
     split: Annotated[str, typer.Option(help="stratified, or block (contiguous file blocks; for MSTAR).")] = "stratified",
     block_size: Annotated[int, typer.Option(help="Files per block with --split block.")] = 10,
     image_size: Annotated[Optional[int], typer.Option(help="Encoder input side (default: the checkpoint's view size, else 64).")] = None,
+    load_size: Annotated[Optional[int], typer.Option(help="Side images are decoded at before --centre-crop (default: the encoder input side).")] = None,
+    centre_crop: Annotated[Optional[int], typer.Option("--centre-crop", help="Keep the central N px of each loaded image (MSTAR: 80 of 128, the target without clutter).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Classifier epochs (default 200 freeze, 30 finetune).")] = None,
     batch_size: Annotated[int, typer.Option(help="Classifier mini-batch.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the classifier.")] = 1e-3,
@@ -53,7 +55,9 @@ def evaluate_command(
     size = image_size or pretrain.get("augment", {}).get("size") or 64
     config = EvalConfig(mode=mode, train_fraction=train_fraction, split=split, block_size=block_size, seed=seed,
                         image_size=size, epochs=epochs or (200 if mode == "freeze" else 30), batch_size=batch_size, lr=lr)
-    images = load_dataset([data], modality, size, labelled=True, strict=strict)
+    images = load_dataset([data], modality, load_size or size, labelled=True, strict=strict)
+    if centre_crop:
+        images = images.centre(centre_crop)
     baseline = ModelConfig(backbone=backbone, in_channels=1 if modality == "sar" else 3, stem=stem)
     with progress_bar(transient=True) as progress:
         task = progress.add_task(mode, total=config.epochs, info="")

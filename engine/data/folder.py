@@ -58,6 +58,15 @@ class ImageSet:
             self.classes, self.modality, [],
         )
 
+    def centre(self, side: int) -> "ImageSet":
+        """The central ``side`` x ``side`` pixels of every image (e.g. a SAR chip's target, without clutter)."""
+        height, width = self.images.shape[-2:]
+        if not 0 < side <= min(height, width):
+            raise DataError(f"a centre crop of {side} px does not fit images of {height}x{width} px")
+        top, left = (height - side) // 2, (width - side) // 2
+        cropped = self.images[..., top:top + side, left:left + side].contiguous()
+        return ImageSet(cropped, self.labels, self.paths, self.classes, self.modality, self.skipped)
+
     def describe(self) -> str:
         """One line: counts, classes and what was skipped."""
         text = f"{len(self)} {self.modality} images"

@@ -97,6 +97,17 @@ def test_images_are_resized_to_a_centre_square(tmp_path):
     assert images.images.shape == (1, 3, 16, 16)
 
 
+def test_centre_keeps_the_middle_pixels_and_refuses_a_crop_that_does_not_fit(tmp_path):
+    image = np.zeros((40, 40), dtype=np.uint8)
+    image[10:30, 10:30] = 200
+    Image.fromarray(image).save(tmp_path / "chip.png")
+    images = load_images(scan_unlabelled([tmp_path]), "sar", 40)
+    middle = images.centre(20)
+    assert middle.images.shape == (1, 1, 20, 20) and bool((middle.images == 200).all())
+    with pytest.raises(DataError, match="centre crop of 41 px does not fit images of 40x40"):
+        images.centre(41)
+
+
 def test_stratified_split_keeps_the_fraction_per_class_and_is_seeded():
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
     train, test = split_indices(labels, 0.2, seed=3)
