@@ -56,8 +56,7 @@ def demo(
     finally:
         cluster_down()
     _step("6/6  Freeze evaluation of the trained encoder (linear probe, 20 % labels) against random init")
-    console.print("A rehearsal run of a few dozen small mini-batches trains little; `litesrl pretrain` with a budget "
-                  "is how a model is really pretrained on one machine (BENCHMARKS.md).")
+    console.print("Synthetic scenes are easy to tell apart; the real-data figures (RSSCN7, MSTAR) are in BENCHMARKS.md.")
     scores = {}
     for name, checkpoint in (("DHP-trained", out / "train" / "checkpoint.pt"), ("random init", None)):
         evaluate_command(data=data, checkpoint=checkpoint, modality="optical", image_size=32, out=out / "eval" / name.split()[0],
