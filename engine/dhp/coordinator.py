@@ -37,7 +37,8 @@ from engine.dhp.events import (Averaging, ChainDone, ChainLink, Event, EventLog,
 from engine.dhp.faults import Faults
 from engine.dhp.plan import RunPlan
 from engine.dhp.protocol import Message, NodeLink, Op
-from engine.dhp.schedule import ChainScheduler, Completed, Hop, ScheduleError
+from engine.dhp.chain_records import Completed, Hop
+from engine.dhp.schedule import ChainScheduler, ScheduleError
 from engine.dhp.settings import RunSettings
 from engine.dhp.sync import average_round
 from engine.errors import CheckpointError, EngineError

@@ -40,7 +40,8 @@ from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.profile_format import Profile
 from engine.cwb.transfer import Network
 from engine.dhp.policy import Policy
-from engine.dhp.schedule import ChainScheduler, Freed, Mode, ScheduleError
+from engine.dhp.chain_records import Freed
+from engine.dhp.schedule import ChainScheduler, Mode, ScheduleError
 from engine.errors import ConfigError
 
 PAPER_TABLE5_MS = 3572.0

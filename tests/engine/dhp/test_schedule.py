@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from engine.dhp.schedule import ChainRecord, ChainScheduler, Completed, ScheduleError
+from engine.dhp.chain_records import ChainRecord, Completed
+from engine.dhp.schedule import ChainScheduler, ScheduleError
 
 PAPER = [["n1", "n2", "n3"], ["n4", "n5"], ["n6"]]  # the paper's 3/2/1 (Table 6)
 
