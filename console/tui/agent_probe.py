@@ -28,7 +28,7 @@ class LocalAgent:
     """TCP port it serves on loopback."""
     board: str = "emulated"
     """Board it emulates, for people."""
-    memory_budget: int = 3 * 2**30
+    memory_budget: int = 3 * 10**9
     """Bytes of memory its stage may use."""
     speed: float = 1.0
     """Compute speed relative to the profiled board."""

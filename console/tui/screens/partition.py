@@ -139,7 +139,7 @@ class PartitionScreen(Screen):
         for stage in candidate.stages:
             out.append(f"P{stage.index + 1} ", style=f"bold {stage_colour(stage.index)}")
             out.append(f"{stage.node} {stage.compute_ms:.0f}+{stage.send_ms:.0f}ms "
-                       f"{fmt.megabytes(stage.memory_bytes / 2**20)}/{fmt.megabytes(stage.memory_budget / 2**20)}  ")
+                       f"{stage.memory_bytes / 1e9:.2f}/{format_bytes(stage.memory_budget)}  ")
         out.append("\n")
         report = plan.replicas
         if candidate is not plan.result.best or report is None:

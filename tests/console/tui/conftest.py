@@ -37,7 +37,7 @@ async def wait_for(pilot, condition, timeout: float = 30.0, step: float = 0.1) -
 @pytest.fixture
 def tx2_nodes() -> tuple[NodeInfo, ...]:
     """Six TX2-like nodes with the paper's 3 GB budget, for scripted (pure UI) tests."""
-    return tuple(NodeInfo(f"tx2-{i}", "tx2", f"nvidia@10.0.0.{10 + i}:22", 3 * 2**30) for i in range(1, 7))
+    return tuple(NodeInfo(f"tx2-{i}", "tx2", f"nvidia@10.0.0.{10 + i}:22", 3 * 10**9) for i in range(1, 7))
 
 
 @pytest.fixture(scope="session")
