@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import signal
 import socket
@@ -85,6 +86,8 @@ async def _serve(config) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, set up logging and serve; a bad option or setting exits 1 with one line."""
     args = build_parser().parse_args(argv)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack to stderr (<log>.out)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     handlers: list[logging.Handler] = [logging.FileHandler(args.log_file)] if args.log_file else [logging.StreamHandler()]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=handlers,
                         format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s")

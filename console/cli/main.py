@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
+import signal
 import sys
 
 import typer
@@ -51,6 +53,8 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Run the CLI; a domain error prints `error: <one line>` to stderr and exits non-zero."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: a hung run explains itself
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except ConsoleError as exc:
