@@ -37,6 +37,11 @@ class PeerPool:
         async with lock:
             for attempt in (1, 2):
                 conn = self._conns.get(key)
+                if conn is not None and conn.peer_has_closed():
+                    # The peer let it go (idle timeout, restart): a send would "succeed" into the void.
+                    log.info("kept connection to %s:%d was closed by the peer; reconnecting", host, port)
+                    conn.close()
+                    conn = None
                 fresh = conn is None or conn.closed
                 if fresh:
                     conn = await connect(host, port, self._secret, self._timeout)

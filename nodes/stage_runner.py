@@ -67,6 +67,8 @@ class StageRunner:
         self._peers = peers
         self._report = report
         self._chains: dict[int, _Chain] = {}
+        self._aborted: set[int] = set()
+        """Chains this run gave up: an activation of one that arrives after its ABORT is dropped."""
         self._compute = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
@@ -92,6 +94,9 @@ class StageRunner:
         """ACTIVATION: the previous stage's output for ``chain``."""
         if self.index == 0:
             raise NodeError(f"{self.node} runs stage 1, which takes no activation")
+        if chain in self._aborted:  # ABORT travels on the control link and may overtake the activation
+            log.info("activation for chain %d, which was aborted; dropped", chain)
+            return
         self._chains[chain] = _Chain(batch, iteration, reply_to)
         log.debug("chain %d: activation of batch %d from %s", chain, batch, reply_to[2])
         self._spawn(chain, self._forward(chain, lambda: x))
@@ -113,6 +118,7 @@ class StageRunner:
 
     async def abort(self, chain: int) -> None:
         """ABORT: forget ``chain`` (its autograd state too)."""
+        self._aborted.add(chain)
         state = self._chains.pop(chain, None)
         if state is not None:
             state.aborted = True

@@ -46,6 +46,7 @@ def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt (loadable by `litesrl eval`), events.jsonl.")] = Path("runs/train"),
     events: Annotated[Optional[Path], typer.Option(help="JSON-lines event stream (default: OUT/events.jsonl).")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N iterations (at an averaging; 0: at the end).")] = 0,
+    chain_timeout: Annotated[float, typer.Option(min=0, help="Give up a chain not heard of for this many seconds and train its batch again (0: never).")] = 120.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     bandwidth: Annotated[str, typer.Option(help="Link rate CWB assumes between boards (inventory clusters).")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Per-message latency CWB assumes (inventory clusters).")] = "0ms",
@@ -65,7 +66,7 @@ def train(
         cluster=cluster, mode=mode, policy=policy.replace("-", "_"), iterations=iterations, average_every=average_every,
         data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
         image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
-        checkpoint_every=checkpoint_every, bandwidth=bandwidth, latency=latency,
+        checkpoint_every=checkpoint_every, chain_timeout=chain_timeout, bandwidth=bandwidth, latency=latency,
     )
     live = _Live(iterations, quiet=as_json)
     with live:
@@ -150,6 +151,8 @@ class _Live:
             self._note = "averaging" if event.phase == "start" else ""
         elif kind == "node_lost":
             self._progress.console.print(f"[red]node {event.node} lost[/]: {event.reason}; requeued {list(event.requeued)}")
+        elif kind == "chain_aborted":
+            self._progress.console.print(f"[yellow]chain {event.chain} stalled[/]: {event.reason}; requeued [{event.batch}]")
         elif kind == "node_joined":
             self._progress.console.print(f"[green]node {event.node} rejoined stage {event.stage + 1}")
         elif kind not in ("run_started", "chain_done"):

@@ -49,6 +49,8 @@ class TrainJob:
     events: Path | None = None
     resume: bool = False
     checkpoint_every: int = 0
+    chain_timeout: float = 120.0
+    """Seconds a chain may go unheard of before it is given up and its batch requeued (0: never)."""
     bandwidth: str = "1Gbit"
     """Link rate the plan assumes for an inventory cluster (the emulated cluster knows its own)."""
     latency: str = "0ms"
@@ -135,6 +137,7 @@ def _settings(job: TrainJob, profile, session: ClusterSession):
         optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations),
         data=data, mode=job.mode, policy=job.policy, average_every=job.average_every, seed=job.seed,
         data_paths={} if job.data else session.data_paths, out_dir=job.out, checkpoint_every=job.checkpoint_every,
+        chain_timeout=job.chain_timeout,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from engine.dhp.events import (
     Averaging,
+    ChainAborted,
     ChainDone,
     ChainLink,
     Event,
@@ -71,7 +72,7 @@ class Note:
     text: str
     """What happened."""
     level: str = "info"
-    """``info`` or ``error``."""
+    """``info``, ``warning`` or ``error``."""
 
 
 @dataclass
@@ -153,6 +154,10 @@ class TrainingState:
             self._averaging(event)
         elif isinstance(event, NodeLost):
             self._lost(event)
+        elif isinstance(event, ChainAborted):
+            self.links.pop(event.chain, None)
+            self.notes.append(Note(event.t, f"chain {event.chain} stalled and was given up: {event.reason}; "
+                                             f"batch {event.batch} requeued", "warning"))
         elif isinstance(event, NodeJoined):
             self._node(event.node, event.stage).state = "idle"
             self.notes.append(Note(event.t, f"{event.node} joined stage P{event.stage + 1}"))

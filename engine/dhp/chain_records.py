@@ -66,3 +66,14 @@ class Loss:
     """Waiting hops the freed nodes now serve."""
     fatal: str | None
     """Why the run cannot continue (a broken fixed chain, a stage without nodes), or None."""
+
+
+@dataclass(frozen=True)
+class Aborted:
+    """What ``abort`` (a stalled chain given up) caused."""
+
+    chain: ChainRecord
+    freed: tuple[str, ...]
+    """The nodes it held, now free (they should discard the batch)."""
+    hops: tuple[Hop, ...]
+    """Waiting hops the freed nodes now serve."""

@@ -89,6 +89,8 @@ class _Flight:
     """A chain in flight as the coordinator sees it."""
 
     started: float
+    progress: float
+    """When the chain was last heard of (admitted, forward done, a hop granted, a backward applied)."""
     loss: float = math.nan
     reported: set[str] = field(default_factory=set)
     """Members whose BACKWARD_DONE has been applied."""
@@ -219,6 +221,7 @@ class Coordinator(Faults):
     async def _loop(self) -> str | None:
         sched = self._sched
         await self._admit()
+        heard = time.monotonic()
         while True:
             if sched.fatal:
                 return sched.fatal
@@ -234,10 +237,15 @@ class Coordinator(Faults):
                 await self._admit()
                 continue
             try:
-                kind, node, payload = await asyncio.wait_for(self._queue.get(), self.settings.stall_timeout)
+                kind, node, payload = await asyncio.wait_for(self._queue.get(), self._wait_s(heard))
             except asyncio.TimeoutError:
-                return (f"no node reported anything for {self.settings.stall_timeout:g} s "
-                        f"with {sched.in_flight} chain(s) in flight")
+                if time.monotonic() - heard >= self.settings.stall_timeout:
+                    return (f"no node reported anything for {self.settings.stall_timeout:g} s "
+                            f"with {sched.in_flight} chain(s) in flight")
+                await self._abort_stalled()
+                await self._admit()
+                continue
+            heard = time.monotonic()
             try:
                 await self._handle(kind, node, payload)
             except ScheduleError as exc:  # a late report of an aborted chain
@@ -245,6 +253,14 @@ class Coordinator(Faults):
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring a malformed report from %s: %s: %s", node, type(exc).__name__, exc)
             await self._admit()
+
+    def _wait_s(self, heard: float) -> float:
+        """How long the loop may wait for the next report: until the run stalls or the oldest chain times out."""
+        now, limit = time.monotonic(), self._chain_limit()
+        deadline = heard + self.settings.stall_timeout
+        if limit and self._flight:
+            deadline = min(deadline, min(f.progress for f in self._flight.values()) + limit)
+        return max(0.01, deadline - now)
 
     async def _handle(self, kind: str, node: str, payload: Any) -> None:
         if kind == "wake":
@@ -264,7 +280,8 @@ class Coordinator(Faults):
 
     async def _admit(self) -> None:
         for start in self._sched.admit():
-            self._flight[start.chain] = _Flight(time.monotonic())
+            now = time.monotonic()
+            self._flight[start.chain] = _Flight(now, now)
             self._emit(NodeState, node=start.node, stage=0, state="busy")
             self._emit(ChainLink, chain=start.chain, batch=start.batch, stage=0, from_node=None, to_node=start.node)
             await self.channels[start.node].send(Op.START, {"chain": start.chain, "batch": start.batch,
@@ -273,11 +290,15 @@ class Coordinator(Faults):
     async def _forward_done(self, node: str, message: Message) -> None:
         chain = int(message.header["chain"])
         info = self._sched.chain_info(chain)
+        self._flight[chain].progress = time.monotonic()
         target = self._sched.request_next_hop(chain, node)
         if target is not None:
             await self._hop(Hop(chain, len(info.nodes), node, target, info.batch, info.iteration))
 
     async def _hop(self, hop: Hop) -> None:
+        flight = self._flight.get(hop.chain)
+        if flight is not None:
+            flight.progress = time.monotonic()
         self._emit(NodeState, node=hop.to_node, stage=hop.stage, state="busy")
         self._emit(ChainLink, chain=hop.chain, batch=hop.batch, stage=hop.stage, from_node=hop.from_node, to_node=hop.to_node)
         host, port = self.addresses[hop.to_node]
@@ -291,6 +312,7 @@ class Coordinator(Faults):
         if flight is None:
             raise ScheduleError(f"chain {chain} is not in flight")
         flight.early[node] = message
+        flight.progress = time.monotonic()
         while chain in self._flight:
             unreported = [n for n in self._sched.chain_info(chain).nodes if n not in flight.reported]
             if not unreported or unreported[-1] not in flight.early:

@@ -133,6 +133,19 @@ class NodeLost(_Event):
 
 
 @dataclass(frozen=True)
+class ChainAborted(_Event):
+    """A chain stalled (no report for the chain timeout) and was given up; its batch is handed out again."""
+
+    TYPE: ClassVar[str] = "chain_aborted"
+    t: float
+    chain: int
+    batch: int
+    nodes: tuple[str, ...]
+    """The nodes it had reached, by stage."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class NodeJoined(_Event):
     """A node (re)joined a stage."""
 
@@ -166,10 +179,12 @@ class RunFinished(_Event):
     """Why the run stopped early (a broken fixed chain, a stage without nodes), None when completed."""
 
 
-Event = Union[RunStarted, NodeState, ChainLink, ChainDone, Iteration, Averaging, NodeLost, NodeJoined, RunFinished]
+Event = Union[RunStarted, NodeState, ChainLink, ChainDone, Iteration, Averaging, NodeLost, ChainAborted, NodeJoined,
+              RunFinished]
 EVENT_TYPES: dict[str, type] = {
     cls.TYPE: cls
-    for cls in (RunStarted, NodeState, ChainLink, ChainDone, Iteration, Averaging, NodeLost, NodeJoined, RunFinished)
+    for cls in (RunStarted, NodeState, ChainLink, ChainDone, Iteration, Averaging, NodeLost, ChainAborted, NodeJoined,
+                RunFinished)
 }
 
 

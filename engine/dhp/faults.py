@@ -6,6 +6,9 @@
   remaining nodes; a fixed chain cannot re-route, so fixed mode stops with the scheduler's report.
 * **Failed**: a node that cannot deliver to a peer names it; the peer is declared lost (it is dead
   or cut off from the chain either way). A node whose own step failed is declared lost.
+* **Stalled**: a chain not heard of for ``chain_timeout`` s (a message lost on the way, a step that
+  never ends) is given up like an aborted chain: its members drop it and its batch is handed out
+  again; the nodes stay in the pool (heartbeats catch a node that is really gone).
 * **Rejoin** (dynamic mode): a lost node is redialled every ``rejoin_interval`` s; once its agent
   answers (restarted), it is assigned its old stage with the weights of a live replica of that
   stage and joins the pool. Its momentum starts afresh; the next averaging aligns its weights.
@@ -19,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from engine.dhp.assign import assign, assign_header
-from engine.dhp.events import NodeJoined, NodeLost, NodeState
+from engine.dhp.events import ChainAborted, NodeJoined, NodeLost, NodeState
 from engine.dhp.protocol import LinkError, Message, Op
 from engine.dhp.sync import fetch_state
 from engine.errors import EngineError
@@ -107,3 +111,33 @@ class Faults:
             self._rejoins.pop(node, None)
             self._queue.put_nowait(("joined", node, stage))
             return
+
+    def _chain_limit(self: Coordinator) -> float:
+        """Seconds a chain may go unheard of: ``chain_timeout``, or 5x the slowest node's usual hold on slow
+        hardware, so that a long step is never taken for a stall (0: never give up)."""
+        s = self.settings
+        if not s.chain_timeout:
+            return 0.0
+        holds = [self._sched.mean_hold_ms(node) or 0.0 for node in self._stage_of]
+        return max(s.chain_timeout, 5 * max(holds, default=0.0) / 1000)
+
+    async def _abort_stalled(self: Coordinator) -> None:
+        """Give up the chains not heard of for ``_chain_limit()`` s (waiting for a free node does not count)."""
+        limit, now = self._chain_limit(), time.monotonic()
+        for chain, flight in list(self._flight.items()):
+            if not limit or now - flight.progress < limit:
+                continue
+            if self._sched.is_waiting(chain):
+                flight.progress = now  # it waits its turn; its clock restarts when a node takes it
+                continue
+            aborted = self._sched.abort(chain)
+            del self._flight[chain]
+            record = aborted.chain
+            reason = f"no report for {limit:.3g} s (chain reached {', '.join(record.nodes)})"
+            log.warning("chain %d (batch %d) stalled: %s; its batch is handed out again", chain, record.batch, reason)
+            for member in aborted.freed:
+                await self.channels[member].send(Op.ABORT, {"chain": chain})
+                self._emit(NodeState, node=member, stage=self._stage_of[member], state="idle")
+            self._emit(ChainAborted, chain=chain, batch=record.batch, nodes=record.nodes, reason=reason)
+            for hop in aborted.hops:
+                await self._hop(hop)

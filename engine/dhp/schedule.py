@@ -36,7 +36,7 @@ import time
 from collections import deque
 from typing import Callable, Literal, Sequence
 
-from engine.dhp.chain_records import ChainRecord, Completed, Freed, Hop, Loss, Start
+from engine.dhp.chain_records import Aborted, ChainRecord, Completed, Freed, Hop, Loss, Start
 from engine.dhp.policy import POLICIES, Policy, plan_hops
 from engine.errors import EngineError
 
@@ -173,6 +173,10 @@ class ChainScheduler:
         """Snapshot of chain ``chain``; ScheduleError if it is not in flight."""
         return self._record(self._chain(chain))
 
+    def is_waiting(self, chain: int) -> bool:
+        """True while ``chain`` waits for a free node of its next stage."""
+        return self._chain(chain).waiting
+
     def waiting(self, stage: int) -> tuple[int, ...]:
         """Chains waiting for a node of ``stage``, in arrival order."""
         return tuple(self._waiting[stage])
@@ -279,14 +283,8 @@ class ChainScheduler:
             table.pop(node, None)
         aborted, freed, requeued = [], [], []
         if node in self._holder:
-            c = self._chains.pop(self._holder[node])
-            for member in sorted(c.held, key=c.nodes.index):
-                self._release(member, measure=False)
-                if member != node:
-                    freed.append(member)
-            if c.waiting:
-                self._waiting[len(c.nodes)].remove(c.id)
-            self._retry.append(c.batch)
+            c = self._chains[self._holder[node]]
+            freed = [member for member in self._drop(c) if member != node]
             aborted.append(self._record(c))
             requeued.append(c.batch)
         lane = next((j for j, l in enumerate(self._lanes) if node in l), None)
@@ -300,6 +298,19 @@ class ChainScheduler:
             for s in sorted({self._stage_of[m] for m in freed} | {stage}):
                 hops.extend(self._dispatch(s))
         return Loss(node, tuple(aborted), tuple(requeued), tuple(freed), tuple(hops), self._fatal)
+
+    def abort(self, chain: int) -> Aborted:
+        """Give up ``chain`` (it stalled: a report never came): free its nodes and requeue its batch.
+
+        The nodes stay in the pool; a node that is really gone is caught by the heartbeats instead.
+        """
+        c = self._chain(chain)
+        freed = self._drop(c)
+        hops: list[Hop] = []
+        if not self._fatal:
+            for s in sorted({self._stage_of[m] for m in freed if m in self._stage_of}):
+                hops.extend(self._dispatch(s))
+        return Aborted(self._record(c), tuple(freed), tuple(hops))
 
     def node_joined(self, node: str, stage: int) -> tuple[Hop, ...]:
         """Add ``node`` to ``stage`` (dynamic mode); returns waiting hops it serves at once."""
@@ -319,6 +330,17 @@ class ChainScheduler:
             return self._chains[chain]
         except KeyError:
             raise ScheduleError(f"chain {chain} is not in flight") from None
+
+    def _drop(self, c: _Chain) -> list[str]:
+        """Remove ``c`` from flight and from any wait, release what it held, requeue its batch; the freed nodes."""
+        del self._chains[c.id]
+        held = sorted(c.held, key=c.nodes.index)
+        for member in held:
+            self._release(member, measure=False)
+        if c.waiting:
+            self._waiting[len(c.nodes)].remove(c.id)
+        self._retry.append(c.batch)
+        return held
 
     def _next_boundary(self, after: int) -> int:
         if not self._every:

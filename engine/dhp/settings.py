@@ -48,6 +48,10 @@ class RunSettings:
     """Seconds between pings to each node."""
     heartbeat_timeout: float = 30.0
     """A node silent this long is lost."""
+    chain_timeout: float = 120.0
+    """A chain with no report for this long (a lost message, a wedged step) is given up and its batch handed
+    out again; 0 disables. Time spent waiting for a free node does not count, and the limit grows to 5x the
+    slowest node's usual hold where steps are that slow."""
     stall_timeout: float = 600.0
     """The run stops when no node reports anything this long while chains are in flight."""
     rejoin_interval: float = 2.0
@@ -60,6 +64,8 @@ class RunSettings:
             raise ConfigError(f"unknown policy {self.policy!r}; choose {' or '.join(POLICIES)}")
         if self.optim.total_steps < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.optim.total_steps}")
+        if self.chain_timeout < 0:
+            raise ConfigError(f"chain_timeout must be >= 0 s, got {self.chain_timeout}")
         if self.average_every < 0 or self.checkpoint_every < 0:
             raise ConfigError("average_every and checkpoint_every must be >= 0")
         if self.data.batch_size != self.optim.batch_size:

@@ -104,6 +104,22 @@ class Connection:
         """Whether :meth:`close` has been called."""
         return self._closed
 
+    def peer_has_closed(self) -> bool:
+        """Whether the other end has closed or reset a connection it never sends on (a peer data link).
+
+        A send on such a connection still succeeds locally and the bytes are then lost, so a kept
+        connection is probed before it is reused. Only for one-way connections: a pending byte from
+        the peer also reads as "open".
+        """
+        if self._closed:
+            return True
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False  # nothing to read: open and quiet
+        except OSError:
+            return True  # reset
+
     def close(self) -> None:
         """Close the connection; sends and receives in progress or to come raise :class:`ConnectionClosed`."""
         if self._closed:

@@ -12,6 +12,8 @@ from textual.widgets import Footer
 from console.tui import format as fmt
 from console.tui.messages import TrainingChanged
 from console.tui.training_state import TrainingState
+
+NOTE_STYLES = {"error": "red", "warning": "yellow"}
 from console.tui.widgets.chain_board import ChainBoard
 from console.tui.widgets.line_chart import LineChart
 from console.tui.widgets.readout import Readout
@@ -88,7 +90,7 @@ class TrainingScreen(Screen):
         notes = Text()
         for note in list(state.notes)[-8:]:
             notes.append(f"{note.t:6.1f}s ", style="dim")
-            notes.append(note.text + "\n", style="red" if note.level == "error" else "")
+            notes.append(note.text + "\n", style=NOTE_STYLES.get(note.level, ""))
         self.query_one("#run-notes", Readout).show(notes if state.notes else Text("averaging and faults show here", style="dim"))
 
     def action_start(self) -> None:

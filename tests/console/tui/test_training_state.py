@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from console.tui.training_state import TrainingState
 from engine.dhp.events import (
-    Averaging, ChainDone, ChainLink, Iteration, NodeJoined, NodeLost, NodeState, NodeSummary, RunFinished, RunStarted,
+    Averaging, ChainAborted, ChainDone, ChainLink, Iteration, NodeJoined, NodeLost, NodeState, NodeSummary, RunFinished, RunStarted,
 )
 
 STAGES = (("n1", "n2", "n3"), ("n4", "n5"), ("n6",))
@@ -84,6 +84,17 @@ def test_averaging_and_faults_become_notes_and_a_lost_node_drops_its_chains():
     assert texts[1] == "n5 lost: connection reset; requeued batch(es) 2"
     assert state.notes[1].level == "error"
     assert texts[2] == "n5 joined stage P2"
+
+
+def test_a_stalled_chain_given_up_drops_its_links_and_leaves_a_warning():
+    state = started()
+    state.apply(ChainLink(1.0, 5, 4, 0, None, "n2"))
+    state.apply(ChainLink(1.5, 5, 4, 1, "n2", "n4"))
+    state.apply(ChainAborted(122.0, 5, 4, ("n2", "n4"), "no report for 120 s (chain reached n2, n4)"))
+    assert 5 not in state.links
+    assert state.notes[-1].level == "warning"
+    assert state.notes[-1].text == ("chain 5 stalled and was given up: no report for 120 s (chain reached n2, n4); "
+                                    "batch 4 requeued")
 
 
 def test_run_finished_keeps_the_report_and_clears_links():

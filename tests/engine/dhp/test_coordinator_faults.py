@@ -1,19 +1,23 @@
 """Faults with real agent processes on emulated boards: SIGKILL mid-run (dynamic: requeue, finish, rejoin after a
-restart; fixed: a clear stop), and a hung node (SIGSTOP) found by the heartbeat timeout."""
+restart; fixed: a clear stop), a hung node (SIGSTOP) found by the heartbeat timeout, and a chain stalled by a lost
+report, given up after the chain timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections import Counter
 
 import pytest
 import torch
 
-from engine.dhp.events import read_events
+from engine.dhp.coordinator import Coordinator
+from engine.dhp.events import EventLog, read_events
+from engine.dhp.protocol import Op
 from nodes.client import connect_node
 from tests.engine.dhp.coordinator_helpers import PROFILE, coordinator_for, iteration_batches, plan_for, settings
-from tests.nodes.agent_procs import SECRET, make_data, restart, start_agents, wait_ready
+from tests.nodes.agent_procs import SECRET, addresses, links, make_data, restart, start_agents, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +133,49 @@ async def test_a_hung_node_is_lost_after_the_heartbeat_timeout(six, tmp_path):
     assert result.reason is None and Counter(iteration_batches(events)) == Counter(range(16))
     [lost] = [e for e in read_events(events) if e.TYPE == "node_lost"]
     assert lost.node == victim and lost.reason.startswith("no answer for")
+
+
+class _LosesOneReport:
+    """A real node link that loses one FORWARD_DONE on the way (after ``keep`` of them got through)."""
+
+    def __init__(self, link, keep: int) -> None:
+        self.link, self.keep, self.lost_chain = link, keep, None
+
+    def __getattr__(self, name):
+        return getattr(self.link, name)
+
+    async def recv(self, timeout=None):
+        while True:
+            message = await self.link.recv(timeout)
+            if message.op is Op.FORWARD_DONE and self.lost_chain is None:
+                if self.keep == 0:
+                    self.lost_chain = message.header["chain"]
+                    continue
+                self.keep -= 1
+            return message
+
+
+async def test_a_chain_whose_report_is_lost_is_given_up_and_its_batch_trained_once(six, tmp_path):
+    run = settings(12, None, mode="dynamic", average_every=6, emulate=True, chain_timeout=1.5)
+    events = tmp_path / "events.jsonl"
+    opened = await links(list(six.values()))
+    probe = Coordinator(opened, addresses(list(six.values())), run)
+    await probe.attach()
+    victim = plan_for(probe, "dynamic").stages[0][0]
+    await probe.close()
+    opened = await links(list(six.values()))
+    opened[victim] = lossy = _LosesOneReport(opened[victim], keep=1)
+    coordinator = Coordinator(opened, addresses(list(six.values())), run, events=EventLog(events))
+    await coordinator.attach()
+    result = await coordinator.run(plan_for(coordinator, "dynamic"), PROFILE)
+    await coordinator.close()
+
+    assert lossy.lost_chain is not None, "the test lost no report"
+    assert result.reason is None and Counter(iteration_batches(events)) == Counter(range(12))
+    log = read_events(events)
+    [aborted] = [e for e in log if e.TYPE == "chain_aborted"]
+    assert aborted.chain == lossy.lost_chain and aborted.nodes == (victim,)
+    assert re.fullmatch(rf"no report for [\d.]+ s \(chain reached {victim}\)", aborted.reason), aborted.reason
+    assert not [e for e in log if e.TYPE == "node_lost"], "a stalled chain is not a lost node"
+    later = [e for e in log[log.index(aborted):] if e.TYPE == "chain_done" and victim in e.nodes]
+    assert later, "the node of the stalled chain got no more work"

@@ -8,6 +8,7 @@ import pytest
 from engine.dhp.events import (
     EVENT_TYPES,
     Averaging,
+    ChainAborted,
     ChainDone,
     ChainLink,
     EventError,
@@ -34,6 +35,7 @@ EXAMPLES = [
     Averaging(4.0, "start", 100),
     Averaging(4.2, "done", 100, 200.0),
     NodeLost(5.0, "n5", "heartbeat timeout", (11, 12)),
+    ChainAborted(5.5, 14, 13, ("n2", "n4"), "no report for 120 s (chain reached n2, n4)"),
     NodeJoined(6.0, "n5", 1),
     RunFinished(7.0, 1000, 2750.0, {"n6": NodeSummary(2, 1000, 922.0)}),
     RunFinished(7.0, 12, 30.0, {}, "fixed chain 1 lost node 'n4'"),
@@ -53,7 +55,7 @@ def test_json_shape_matches_the_design():
     assert json.loads(EXAMPLES[3].to_json()) == {
         "type": "chain_link", "t": 1.5, "chain": 7, "batch": 6, "stage": 1, "from_node": "n1", "to_node": "n5",
     }
-    assert json.loads(EXAMPLES[10].to_json())["per_node"] == {"n6": {"stage": 2, "iterations": 1000, "mean_ms": 922.0}}
+    assert json.loads(EXAMPLES[11].to_json())["per_node"] == {"n6": {"stage": 2, "iterations": 1000, "mean_ms": 922.0}}
 
 
 def test_log_writes_lines_and_feeds_subscribers(tmp_path, caplog):

@@ -231,6 +231,31 @@ def test_requeued_batches_come_before_new_ones():
     assert [(x.node, x.batch) for x in s.admit()] == [("n2", 1)]
 
 
+def test_a_stalled_chain_given_up_frees_its_nodes_keeps_them_and_requeues_its_batch():
+    s = ChainScheduler(PAPER, iterations=10)
+    s.admit()  # batches 0, 1, 2 on n1..n3
+    assert s.request_next_hop(1, "n1") == "n4"
+    assert s.request_next_hop(2, "n2") == "n5"
+    assert s.request_next_hop(3, "n3") is None and s.is_waiting(3)  # both stage-2 nodes are taken
+    aborted = s.abort(1)
+    assert aborted.chain == ChainRecord(1, 0, 0, ("n1", "n4")) and aborted.freed == ("n1", "n4")
+    assert [(h.chain, h.to_node) for h in aborted.hops] == [(3, "n4")]  # the waiting chain takes the freed node
+    assert not s.is_waiting(3) and s.stages == tuple(map(tuple, PAPER)) and s.lost_nodes == ()
+    assert [(x.node, x.batch) for x in s.admit()] == [("n1", 0)]  # its batch first, on the freed stage-1 node
+    with pytest.raises(ScheduleError, match="chain 1 is not in flight"):
+        s.abort(1)
+
+
+def test_a_waiting_chain_can_be_given_up_too():
+    s = ChainScheduler(PAPER, iterations=10)
+    s.admit()
+    s.request_next_hop(1, "n1"), s.request_next_hop(2, "n2")
+    assert s.request_next_hop(3, "n3") is None
+    aborted = s.abort(3)
+    assert aborted.freed == ("n3",) and aborted.hops == () and s.waiting(1) == ()
+    assert s.remaining == 10
+
+
 def test_losing_a_free_node_aborts_nothing_but_a_waiting_request_replans():
     s = ChainScheduler(PAPER, iterations=10)
     s.admit()
