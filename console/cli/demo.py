@@ -52,7 +52,9 @@ def demo(
     cluster_up(nodes=nodes, data=data)
     try:
         _step(f"5/6  Dynamic chains (paper Fig. 4b): {iterations} mini-batches, replicas averaged every {average_every}")
-        train(cluster="local", mode="dynamic", iterations=iterations, average_every=average_every, out=out / "train")
+        # A stalled chain is given up after 30 s (a real run waits 120 s): the demo's boards hold a chain ~3 s.
+        train(cluster="local", mode="dynamic", iterations=iterations, average_every=average_every, out=out / "train",
+              chain_timeout=30.0)
     finally:
         cluster_down()
     _step("6/6  Freeze evaluation of the trained encoder (linear probe, 20 % labels) against random init")
