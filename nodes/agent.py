@@ -218,7 +218,7 @@ class NodeAgent:
             else:
                 runner = self._require_runner()
                 if op is Op.GET_PARAMS:
-                    keys, tensors = pack_state(await runner.state_dict())
+                    keys, tensors = pack_state(await runner.state_dict(momentum=message.header.get("momentum") is True))
                     await send_op(conn, Op.PARAMS, {"req": req, "keys": keys}, tensors)
                 else:
                     await runner.load_state_dict(unpack_state(message.header, message.tensors))

@@ -130,10 +130,10 @@ class StageRunner:
         for chain in list(self._chains):
             await self.abort(chain)
 
-    async def state_dict(self) -> dict[str, torch.Tensor]:
-        """The stage's parameters and BN buffers, between two steps."""
+    async def state_dict(self, momentum: bool = False) -> dict[str, torch.Tensor]:
+        """The stage's parameters and BN buffers (and SGD momentum), between two steps."""
         async with self._compute:
-            return self.worker.state_dict()
+            return self.worker.state_dict(momentum)
 
     async def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load parameters and BN buffers, between two steps."""

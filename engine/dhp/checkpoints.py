@@ -9,7 +9,7 @@ import torch
 
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.dhp.settings import RunSettings
-from engine.dhp.stage import split_model, stage_module
+from engine.dhp.stage import MOMENTUM_PREFIX, split_model, stage_module
 from engine.errors import CheckpointError
 from engine.model import ModelConfig, build_model
 from engine.pretrain import CHECKPOINT_NAME, PretrainConfig
@@ -45,8 +45,10 @@ def save_run(
     step: int,
     elapsed: float,
     plan: dict[str, Any],
+    momentum: Sequence[dict[str, torch.Tensor]] = (),
 ) -> Path:
-    """Write ``out_dir/checkpoint.pt`` atomically: the assembled model after ``step`` iterations."""
+    """Write ``out_dir/checkpoint.pt`` atomically: the assembled model after ``step`` iterations, and each
+    stage's SGD momentum (averaged over its replicas) so that a resumed run continues exactly."""
     pretrain = PretrainConfig(
         model=settings.model, modality=settings.data.modality, augment=settings.data.augment,
         batch_size=settings.optim.batch_size, steps=settings.iterations, base_lr=settings.optim.base_lr,
@@ -61,8 +63,17 @@ def save_run(
         "normalisation": {"mean": normalisation[0], "std": normalisation[1]},
         "step": step,
         "elapsed_seconds": elapsed,
-        "dhp": {"trajectory": settings.trajectory(), "cuts": list(cuts), "plan": plan, "mode": settings.mode},
+        "dhp": {"trajectory": settings.trajectory(), "cuts": list(cuts), "plan": plan, "mode": settings.mode,
+                "momentum": [{MOMENTUM_PREFIX + name: t for name, t in stage.items()} for stage in momentum]},
     })
+
+
+def stored_momentum(data: dict[str, Any], stages: int) -> list[dict[str, torch.Tensor]]:
+    """Each stage's momentum entries from a checkpoint (empty where it has none: an older checkpoint)."""
+    stored = data["dhp"].get("momentum") or []
+    if stored and len(stored) != stages:
+        raise CheckpointError(f"the checkpoint holds momentum for {len(stored)} stages, the plan has {stages}")
+    return [dict(stage) for stage in stored] or [{} for _ in range(stages)]
 
 
 def load_run(out_dir: Path, settings: RunSettings) -> dict[str, Any]:

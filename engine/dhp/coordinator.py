@@ -31,7 +31,7 @@ from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.profile_format import Profile
 from engine.dhp.assign import assign_all
 from engine.dhp.channel import NodeChannel
-from engine.dhp.checkpoints import load_run, save_run, stage_states
+from engine.dhp.checkpoints import load_run, save_run, stage_states, stored_momentum
 from engine.dhp.events import (Averaging, ChainDone, ChainLink, Event, EventLog, Iteration, NodeState, NodeSummary,
                                RunFinished, RunStarted)
 from engine.dhp.faults import Faults
@@ -182,7 +182,9 @@ class Coordinator(Faults):
             first, elapsed, whole = int(stored["step"]), float(stored.get("elapsed_seconds", 0.0)), stored["model"]
         self.plan, self.profile = plan, profile
         self._previous = stage_states(s.model, plan.model_cuts, whole, s.seed)
-        described = await assign_all(self.channels, s, plan, profile, self._previous, self.addresses)
+        momentum = stored_momentum(stored, len(self._previous)) if resume else [{}] * len(self._previous)
+        initial = [{**state, **momentum[i]} for i, state in enumerate(self._previous)]
+        described = await assign_all(self.channels, s, plan, profile, initial, self.addresses)
         self._dataset = next(iter(described.values()))
         self._stage_of = {node: i for i, nodes in enumerate(plan.stages) for node in nodes}
         self._tally = {node: _Tally(i) for node, i in self._stage_of.items()}
@@ -359,7 +361,7 @@ class Coordinator(Faults):
         if averaging:
             self._emit(Averaging, phase="start", iteration=step)
         try:
-            self._previous = await average_round(replicas, self._previous, s.request_timeout)
+            self._previous, momentum = await average_round(replicas, self._previous, s.request_timeout, momentum=due)
         except EngineError as exc:
             return str(exc)
         if averaging:
@@ -368,7 +370,7 @@ class Coordinator(Faults):
             norm = (torch.tensor(self._dataset["mean"]), torch.tensor(self._dataset["std"]))
             elapsed = self._elapsed0 + time.monotonic() - self._t0
             self._checkpoint = save_run(s.out_dir, s, self.plan.model_cuts, self._previous, norm, step, elapsed,
-                                        self.plan.to_dict())
+                                        self.plan.to_dict(), momentum)
             while self._next_checkpoint <= step:
                 self._next_checkpoint += s.checkpoint_every or s.iterations
             log.info("checkpoint at iteration %d: %s", step, self._checkpoint)

@@ -10,8 +10,8 @@
   never ends) is given up like an aborted chain: its members drop it and its batch is handed out
   again; the nodes stay in the pool (heartbeats catch a node that is really gone).
 * **Rejoin** (dynamic mode): a lost node is redialled every ``rejoin_interval`` s; once its agent
-  answers (restarted), it is assigned its old stage with the weights of a live replica of that
-  stage and joins the pool. Its momentum starts afresh; the next averaging aligns its weights.
+  answers (restarted), it is assigned its old stage with the weights and SGD momentum of a live
+  replica of that stage, and joins the pool.
 
 A known gap: a node killed after delivering its gradient but before its BACKWARD_DONE reached the
 coordinator has its chain aborted although the earlier stages could finish it; they then also
@@ -92,7 +92,7 @@ class Faults:
                 donors = [n for n in self._sched.stages[stage] if not self.channels[n].lost]
                 if not donors:
                     raise EngineError(f"stage {stage + 1} has no live replica to copy")
-                state = await fetch_state(self.channels[donors[0]], s.request_timeout)
+                state = await fetch_state(self.channels[donors[0]], s.request_timeout, momentum=True)
                 header = assign_header(s, self.plan, self.profile, stage, node, self.addresses[node])
                 data = await assign(channel, header, state, s.assign_timeout)
                 if data is not None and (data["images"], data["mean"]) != (self._dataset["images"], self._dataset["mean"]):

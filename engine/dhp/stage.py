@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError
 from engine.model import LiteSRL, ModelConfig, build_model
 from engine.schedule import cosine_lr, scaled_lr
 
@@ -90,8 +90,6 @@ class StageWorker:
         self.device = torch.device(device)
         model = build_model(spec.model)
         self.module = stage_module(model, spec).to(self.device)
-        if state is not None:
-            self.module.load_state_dict(state)
         self.is_last = spec.end == len(model.partitionable_layers())
         predictor = [p for p in self.module[-1].predictor.parameters()] if self.is_last else []
         ids = {id(p) for p in predictor}
@@ -100,6 +98,8 @@ class StageWorker:
             [{"params": rest, "predictor": False}, {"params": predictor, "predictor": True}],
             lr=0.0, momentum=optim.momentum, weight_decay=optim.weight_decay,
         )
+        if state is not None:
+            self.load_state_dict(state)
         self._inputs: dict[int, torch.Tensor] = {}
         self._outputs: dict[int, torch.Tensor] = {}
 
@@ -140,9 +140,35 @@ class StageWorker:
     def in_flight(self) -> list[int]:
         return list(self._inputs)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters and BN buffers, for averaging and checkpoints."""
-        return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+    def state_dict(self, momentum: bool = False) -> dict[str, torch.Tensor]:
+        """Parameters and BN buffers, for averaging and checkpoints; with ``momentum``, also the SGD momentum
+        buffers (keys ``momentum:<parameter>``), so that a resumed run continues exactly."""
+        state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+        if momentum:
+            for name, param in self.module.named_parameters():
+                buffer = self.optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None:
+                    state[MOMENTUM_PREFIX + name] = buffer.detach().cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.module.load_state_dict(state)
+        """Load parameters and BN buffers, and the momentum buffers among them if any."""
+        weights, momentum = split_momentum(state)
+        self.module.load_state_dict(weights)
+        params = dict(self.module.named_parameters())
+        unknown = sorted(set(momentum) - set(params))
+        if unknown:
+            raise EngineError(f"momentum for parameter(s) this stage does not have: {', '.join(unknown[:3])}")
+        for name, buffer in momentum.items():
+            self.optimizer.state[params[name]]["momentum_buffer"] = buffer.detach().to(self.device).clone()
+
+
+MOMENTUM_PREFIX = "momentum:"
+"""Marks an SGD momentum buffer among a stage's state entries (module keys never contain a colon)."""
+
+
+def split_momentum(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(weights and buffers, momentum by parameter name)`` of a stage state."""
+    weights = {k: v for k, v in state.items() if not k.startswith(MOMENTUM_PREFIX)}
+    momentum = {k[len(MOMENTUM_PREFIX):]: v for k, v in state.items() if k.startswith(MOMENTUM_PREFIX)}
+    return weights, momentum

@@ -15,6 +15,7 @@ import torch
 from engine.dhp.averaging import average_states
 from engine.dhp.channel import NodeChannel
 from engine.dhp.protocol import LinkError, Op, pack_state, unpack_state
+from engine.dhp.stage import split_momentum
 from engine.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,9 @@ log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 
 
-async def fetch_state(channel: NodeChannel, timeout: float) -> State:
-    """A node's stage parameters and BN buffers; raises LinkError / NodeRequestError."""
-    answer = await channel.request(Op.GET_PARAMS, {}, timeout=timeout, expect=(Op.PARAMS,))
+async def fetch_state(channel: NodeChannel, timeout: float, momentum: bool = False) -> State:
+    """A node's stage parameters and BN buffers (and SGD momentum buffers); raises LinkError / NodeRequestError."""
+    answer = await channel.request(Op.GET_PARAMS, {"momentum": momentum}, timeout=timeout, expect=(Op.PARAMS,))
     return unpack_state(answer.header, answer.tensors)
 
 
@@ -34,18 +35,25 @@ async def push_state(channel: NodeChannel, state: State, timeout: float) -> None
     await channel.request(Op.SET_PARAMS, {"keys": keys}, tensors, timeout=timeout, expect=(Op.PARAMS_SET,))
 
 
-async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Sequence[State], timeout: float) -> list[State]:
-    """Average each stage over its live replicas and give every replica the result; returns the stage states.
+async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Sequence[State], timeout: float,
+                        momentum: bool = False) -> tuple[list[State], list[State]]:
+    """Average each stage over its live replicas and give every replica the result.
 
+    Returns the stage states and, with ``momentum`` (for a checkpoint), each stage's SGD momentum
+    averaged over its replicas (else empty dicts); the replicas keep their own momentum.
     ``previous`` is what each stage started from at the last round (used for BN counters,
     ``engine.dhp.averaging``). A stage with one replica is only read.
     """
-    fetched = await asyncio.gather(*(_fetch_all(replicas, timeout) for replicas in stages))
+    fetched = await asyncio.gather(*(_fetch_all(replicas, timeout, momentum) for replicas in stages))
     averaged: list[State] = []
+    momenta: list[State] = []
     for s, states in enumerate(fetched):
         if not states:
             raise EngineError(f"stage {s + 1}: no replica answered; its weights are gone")
-        averaged.append(states[0][1] if len(states) == 1 else average_states([state for _, state in states], previous[s]))
+        parts = [split_momentum(state) for _, state in states]
+        weights = [w for w, _ in parts]
+        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s]))
+        momenta.append(_mean([m for _, m in parts]))
     pushes = [push_state(channel, averaged[s], timeout)
               for s, states in enumerate(fetched) if len(states) > 1 for channel, _ in states]
     for result in await asyncio.gather(*pushes, return_exceptions=True):
@@ -53,11 +61,22 @@ async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Seque
             log.warning("averaging: %s", result)
         elif isinstance(result, BaseException):
             raise result
-    return averaged
+    return averaged, momenta
 
 
-async def _fetch_all(replicas: Sequence[NodeChannel], timeout: float) -> list[tuple[NodeChannel, State]]:
-    results = await asyncio.gather(*(fetch_state(channel, timeout) for channel in replicas), return_exceptions=True)
+def _mean(states: Sequence[State]) -> State:
+    """Entry-wise mean over the states that hold each entry (a replica that never stepped has no momentum yet)."""
+    keys = sorted(set().union(*states)) if states else []
+    means = {}
+    for key in keys:
+        held = [state[key] for state in states if key in state]
+        means[key] = torch.stack([t.float() for t in held]).mean(dim=0).to(held[0].dtype)
+    return means
+
+
+async def _fetch_all(replicas: Sequence[NodeChannel], timeout: float, momentum: bool) -> list[tuple[NodeChannel, State]]:
+    results = await asyncio.gather(*(fetch_state(channel, timeout, momentum) for channel in replicas),
+                                   return_exceptions=True)
     kept = []
     for channel, result in zip(replicas, results):
         if isinstance(result, LinkError):

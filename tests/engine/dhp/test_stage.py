@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.dhp.stage import OptimConfig, StageWorker, split_model, stage_module
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError
 from engine.model import ModelConfig, build_model
 
 torch.set_num_threads(1)
@@ -80,3 +80,36 @@ def test_discard_drops_an_aborted_mini_batch_and_bad_cuts_are_refused():
     assert worker.in_flight() == []
     with pytest.raises(ConfigError, match="increasing"):
         split_model(model, [7, 3])
+
+
+def test_a_worker_rebuilt_from_a_state_with_momentum_continues_exactly():
+    torch.manual_seed(0)
+    model = build_model(CONFIG)
+    specs = split_model(model, [3, 7])
+    spec = specs[2]  # the last stage: it steps from the loss alone
+    original = StageWorker(spec, OPTIM, {k: v.clone() for k, v in stage_module(model, spec).state_dict().items()})
+    with torch.no_grad():  # what the earlier stages would send
+        inputs = [stage_module(model, specs[1])(stage_module(model, specs[0])(views)) for views in _batches(3)]
+    for step in range(2):
+        original.forward(step, inputs[step])
+        original.backward(step, None, step)
+    saved = original.state_dict(momentum=True)
+    momentum = [k for k in saved if k.startswith("momentum:")]
+    assert momentum and len(momentum) == len(list(original.module.parameters()))
+    assert all(not k.startswith("momentum:") for k in original.state_dict())  # averaging sees weights only
+
+    resumed, fresh = StageWorker(spec, OPTIM, saved), StageWorker(spec, OPTIM, original.state_dict())
+    for worker in (original, resumed, fresh):
+        worker.forward(2, inputs[2])
+        worker.backward(2, None, 2)
+    for key, value in original.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert any(not torch.equal(fresh.state_dict()[k], v) for k, v in original.state_dict().items())
+
+
+def test_momentum_for_a_parameter_the_stage_lacks_is_refused():
+    torch.manual_seed(0)
+    spec = split_model(build_model(CONFIG), [3, 7])[0]
+    worker = StageWorker(spec, OPTIM)
+    with pytest.raises(EngineError, match="momentum for parameter"):
+        worker.load_state_dict({**worker.state_dict(), "momentum:head.nope.weight": torch.zeros(1)})
