@@ -9,7 +9,7 @@ import torch
 
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.dhp.settings import RunSettings
-from engine.dhp.stage import MOMENTUM_PREFIX, split_model, stage_module
+from engine.dhp.stage import split_model, stage_module
 from engine.errors import CheckpointError
 from engine.model import ModelConfig, build_model
 from engine.pretrain import CHECKPOINT_NAME, PretrainConfig
@@ -64,16 +64,17 @@ def save_run(
         "step": step,
         "elapsed_seconds": elapsed,
         "dhp": {"trajectory": settings.trajectory(), "cuts": list(cuts), "plan": plan, "mode": settings.mode,
-                "momentum": [{MOMENTUM_PREFIX + name: t for name, t in stage.items()} for stage in momentum]},
+                "momentum": [dict(stage) for stage in momentum]},
     })
 
 
 def stored_momentum(data: dict[str, Any], stages: int) -> list[dict[str, torch.Tensor]]:
-    """Each stage's momentum entries from a checkpoint (empty where it has none: an older checkpoint)."""
-    stored = data["dhp"].get("momentum") or []
-    if stored and len(stored) != stages:
+    """Each stage's momentum entries (``engine.dhp.stage.MOMENTUM_PREFIX`` keys) from a checkpoint; empty
+    dicts for an older checkpoint, which has none."""
+    stored = data["dhp"].get("momentum") or [{} for _ in range(stages)]
+    if len(stored) != stages:
         raise CheckpointError(f"the checkpoint holds momentum for {len(stored)} stages, the plan has {stages}")
-    return [dict(stage) for stage in stored] or [{} for _ in range(stages)]
+    return [dict(stage) for stage in stored]
 
 
 def load_run(out_dir: Path, settings: RunSettings) -> dict[str, Any]:

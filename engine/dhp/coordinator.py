@@ -182,8 +182,9 @@ class Coordinator(Faults):
             first, elapsed, whole = int(stored["step"]), float(stored.get("elapsed_seconds", 0.0)), stored["model"]
         self.plan, self.profile = plan, profile
         self._previous = stage_states(s.model, plan.model_cuts, whole, s.seed)
-        momentum = stored_momentum(stored, len(self._previous)) if resume else [{}] * len(self._previous)
-        initial = [{**state, **momentum[i]} for i, state in enumerate(self._previous)]
+        initial = self._previous
+        if resume:  # the stages continue with their SGD momentum too
+            initial = [{**state, **momentum} for state, momentum in zip(initial, stored_momentum(stored, len(initial)))]
         described = await assign_all(self.channels, s, plan, profile, initial, self.addresses)
         self._dataset = next(iter(described.values()))
         self._stage_of = {node: i for i, nodes in enumerate(plan.stages) for node in nodes}

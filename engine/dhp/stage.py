@@ -156,10 +156,11 @@ class StageWorker:
         weights, momentum = split_momentum(state)
         self.module.load_state_dict(weights)
         params = dict(self.module.named_parameters())
-        unknown = sorted(set(momentum) - set(params))
+        buffers = {key.removeprefix(MOMENTUM_PREFIX): value for key, value in momentum.items()}
+        unknown = sorted(set(buffers) - set(params))
         if unknown:
             raise EngineError(f"momentum for parameter(s) this stage does not have: {', '.join(unknown[:3])}")
-        for name, buffer in momentum.items():
+        for name, buffer in buffers.items():
             self.optimizer.state[params[name]]["momentum_buffer"] = buffer.detach().to(self.device).clone()
 
 
@@ -168,7 +169,7 @@ MOMENTUM_PREFIX = "momentum:"
 
 
 def split_momentum(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """``(weights and buffers, momentum by parameter name)`` of a stage state."""
+    """``(weights and buffers, momentum entries)`` of a stage state; the entries keep their prefix."""
     weights = {k: v for k, v in state.items() if not k.startswith(MOMENTUM_PREFIX)}
-    momentum = {k[len(MOMENTUM_PREFIX):]: v for k, v in state.items() if k.startswith(MOMENTUM_PREFIX)}
+    momentum = {k: v for k, v in state.items() if k.startswith(MOMENTUM_PREFIX)}
     return weights, momentum

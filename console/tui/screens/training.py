@@ -12,12 +12,13 @@ from textual.widgets import Footer
 from console.tui import format as fmt
 from console.tui.messages import TrainingChanged
 from console.tui.training_state import TrainingState
-
-NOTE_STYLES = {"error": "red", "warning": "yellow"}
 from console.tui.widgets.chain_board import ChainBoard
 from console.tui.widgets.line_chart import LineChart
 from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
+
+NOTE_STYLES = {"error": "red", "warning": "yellow"}
+"""Colour of a run note by its level."""
 
 
 def run_header(state: TrainingState, process: str) -> Text:
