@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ def _isolate(tmp_path_factory, monkeypatch):
         np.random.seed(0)
     except ImportError:
         pass
+    torch = sys.modules.get("torch")  # seeded only where a test already loaded it: console tests stay torch-free
+    if torch is not None:
+        torch.manual_seed(0)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
