@@ -32,6 +32,7 @@ def train(
     cluster: Annotated[str, typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards.")] = "local",
     mode: Annotated[Literal["fixed", "dynamic"], typer.Option(help="Fixed chains (Fig. 4a) or dynamic chains (Fig. 4b).")] = "dynamic",
     policy: Annotated[Literal["first-free", "earliest-finish"], typer.Option(help="Next-hop policy of dynamic chains.")] = "first-free",
+    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
     iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them).")] = 1000,
     average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K iterations (paper 100; 0: at the end).")] = 100,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
@@ -63,7 +64,8 @@ def train(
     if cuts and partitions is not None and partitions != len(cuts) + 1:
         raise ConsoleError(f"--cut-after makes {len(cuts) + 1} partitions but --partitions says {partitions}")
     job = TrainJob(
-        cluster=cluster, mode=mode, policy=policy.replace("-", "_"), iterations=iterations, average_every=average_every,
+        cluster=cluster, mode=mode, policy=policy.replace("-", "_"), overlap=overlap, iterations=iterations,
+        average_every=average_every,
         data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
         image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
         checkpoint_every=checkpoint_every, chain_timeout=chain_timeout, bandwidth=bandwidth, latency=latency,

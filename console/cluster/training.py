@@ -29,6 +29,8 @@ class TrainJob:
     """``local`` (the emulated cluster) or an inventory TOML path."""
     mode: str = "dynamic"
     policy: str = "first_free"
+    overlap: bool = True
+    """Overlap communication with computation (``engine.dhp.settings.RunSettings.overlap``)."""
     iterations: int = 1000
     average_every: int = 100
     data: Path | None = None
@@ -135,7 +137,7 @@ def _settings(job: TrainJob, profile, session: ClusterSession):
     return RunSettings(
         model=ModelConfig(backbone=profile.settings.backbone, in_channels=channels),
         optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations),
-        data=data, mode=job.mode, policy=job.policy, average_every=job.average_every, seed=job.seed,
+        data=data, mode=job.mode, policy=job.policy, overlap=job.overlap, average_every=job.average_every, seed=job.seed,
         data_paths={} if job.data else session.data_paths, out_dir=job.out, checkpoint_every=job.checkpoint_every,
         chain_timeout=job.chain_timeout,
     )
