@@ -123,7 +123,7 @@ class Emulation:
         _check_range(profile, start, end)
         layers = profile.layers[start:end]
         return cls(
-            data_ms=profile_data_ms(profile) if start == 0 else 0.0,
+            data_ms=profile.data_ms if start == 0 else 0.0,
             speed=speed,
             time_scale=time_scale,
             forward_ms=sum(layer.forward_ms for layer in layers),
@@ -189,11 +189,6 @@ class Emulation:
             "overrun_s": self.overrun_s,
             "worst_overrun_s": self.worst_overrun_s,
         }
-
-
-def profile_data_ms(profile: Profile) -> float:
-    """The profile's measured ms to read, decode and augment one mini-batch (0 for a profile without it)."""
-    return float(getattr(profile, "data_ms", 0.0) or 0.0)
 
 
 def _check_range(profile: Profile, start: int, end: int) -> None:

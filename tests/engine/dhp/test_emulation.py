@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from types import SimpleNamespace
+from dataclasses import replace
 
 import pytest
 
@@ -29,7 +29,7 @@ def test_targets_from_the_profile_slice():
 
 
 def test_only_the_first_stage_builds_batches_for_the_profiles_data_time():
-    profile = SimpleNamespace(layers=paper_like_profile().layers, data_ms=640.0)
+    profile = replace(paper_like_profile(), data_ms=640.0)
     first = Emulation.from_profile(profile, 0, 2, speed=2.0, time_scale=0.1, bandwidth=125e6)
     later = Emulation.from_profile(profile, 2, 7, speed=2.0, time_scale=0.1, bandwidth=125e6)
     assert first.data_s == pytest.approx(640.0 * 0.1 / 2.0 / 1000) and later.data_s == 0.0
