@@ -22,6 +22,7 @@ from engine.cwb.profile_format import Profile, load_profile
 from engine.cwb.replicas import ReplicaReport, replicas_for
 from engine.cwb.search import SearchResult
 from engine.cwb.transfer import Network
+from console.cli.partition_plans import render_recommendation
 from engine.cwb.units import format_bandwidth, format_bytes, parse_bandwidth, parse_duration_ms, parse_size
 from engine.errors import ConfigError, PartitionError
 
@@ -65,6 +66,10 @@ def partition_command(
     keep_order: Annotated[
         bool, typer.Option("--keep-order", help="Run the stages on the nodes in the given order; do not search orders.")
     ] = False,
+    recommend: Annotated[
+        bool, typer.Option("--recommend/--no-recommend", help="Also search the fastest plan (cut x replicas x chain mode "
+                           "x next-hop policy, simulated) and the baselines beside it.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the same report as JSON.")] = False,
 ) -> None:
     """Search the partition with the best equipment-utilisation index E and plan the replicas per stage."""
@@ -73,7 +78,7 @@ def partition_command(
     profile = load_profile(profile_path)
     pool, network = _cluster(nodes, memory_per_node, nodes_file, bandwidth, latency)
     planned = plan_partitions(profile, pool, network, partitions=partitions, accounting=memory_accounting,
-                              objective=objective, reorder=not keep_order, top=top)
+                              objective=objective, reorder=not keep_order, top=top, recommend=recommend)
     model, partitions, automatic = planned.model, planned.partitions, planned.automatic
     results: dict[str, SearchResult | Candidate | str] = {}
     if method in ("cwb", "all"):
@@ -95,9 +100,14 @@ def partition_command(
         replicas = replicas_for(model, chosen, pool) if isinstance(chosen, Candidate) and chosen.fits else None
     if as_json:
         data = _report(profile_path, profile, pool, network, model, partitions, automatic, results, chosen_name, replicas)
+        if planned.recommendation is not None:
+            data.update(planned.recommendation.to_dict())
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    _render(Console(highlight=False), profile, pool, network, model, partitions, automatic, results, chosen, replicas)
+    out = Console(highlight=False)
+    _render(out, profile, pool, network, model, partitions, automatic, results, chosen, replicas)
+    if planned.recommendation is not None:
+        render_recommendation(out, planned.recommendation, model)
 
 
 def _cluster(
@@ -199,10 +209,6 @@ def _render(out: Console, profile: Profile, pool, network, model, partitions, au
         out.print(_candidate_table(result, profile, show_nodes=len(boards) > 1))
     if len(results) > 1 or "cwb" not in results:
         out.print(_comparison_table(results))
-    fastest = _fastest_fitting(results)
-    if fastest is not None and fastest.cut_names != chosen.cut_names:
-        out.print(f"E rewards balance, not speed: the fitting cut with the fastest slowest node ({fastest.bottleneck_ms:.0f} ms "
-                  f"vs {chosen.bottleneck_ms:.0f}) trains with `litesrl train --cut-after {','.join(fastest.cut_names)}`")
     out.print(_strip(profile, chosen))
     out.print(_stage_bars(chosen))
     if replicas is not None:
@@ -215,18 +221,6 @@ def _objective_text(objective: str) -> str:
     if objective == "paper":
         return "E = -ln Σ(c_i/T - 1/n)², c_i each node's compute, T all compute + transfers: eq. 9"
     return "objective busy: E = -ln variance of the busy shares (compute + send)/T"
-
-
-def _fastest_fitting(results) -> Candidate | None:
-    """Of every candidate listed, the fitting one whose slowest node is fastest."""
-    listed = []
-    for result in results.values():
-        if isinstance(result, SearchResult):
-            listed.extend(result.candidates)
-        elif isinstance(result, Candidate):
-            listed.append(result)
-    fitting = [candidate for candidate in listed if candidate.fits]
-    return min(fitting, key=lambda candidate: candidate.bottleneck_ms) if fitting else None
 
 
 def _candidate_table(result: SearchResult, profile: Profile, show_nodes: bool) -> Table:

@@ -51,6 +51,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     bandwidth: Annotated[str, typer.Option(help="Link rate CWB assumes between boards (inventory clusters).")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Per-message latency CWB assumes (inventory clusters).")] = "0ms",
+    replicas: Annotated[Optional[str], typer.Option(help="Nodes per stage for dynamic chains, e.g. 3/2/1 (default: the analytic best; `litesrl partition` recommends one).")] = None,
+    memory_accounting: Annotated[Optional[str], typer.Option("--memory-accounting", help="exact or paper (default: the emulated cluster's, else exact).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Train Lite-SRL across the cluster's nodes with CWB partitions and DHP chains."""
@@ -63,12 +65,20 @@ def train(
         raise ConsoleError("--resume keeps the checkpoint's cuts; drop --cut-after")
     if cuts and partitions is not None and partitions != len(cuts) + 1:
         raise ConsoleError(f"--cut-after makes {len(cuts) + 1} partitions but --partitions says {partitions}")
+    counts = _replicas(replicas)
+    if counts and mode == "fixed":
+        raise ConsoleError("--replicas sets the dynamic chains' stage pools; fixed chains use N // n nodes per stage")
+    if memory_accounting is not None:
+        from engine.cwb.plan import ACCOUNTINGS, check_choice
+
+        check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     job = TrainJob(
         cluster=cluster, mode=mode, policy=policy.replace("-", "_"), overlap=overlap, iterations=iterations,
         average_every=average_every,
         data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
         image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
         checkpoint_every=checkpoint_every, chain_timeout=chain_timeout, bandwidth=bandwidth, latency=latency,
+        memory_accounting=memory_accounting, replicas=counts,
     )
     live = _Live(iterations, quiet=as_json)
     with live:
@@ -82,6 +92,19 @@ def train(
         console.print(_summary(report))
     if result.reason:
         raise ConsoleError(f"the run stopped after {result.step} of {iterations} iterations: {result.reason}")
+
+
+def _replicas(text: str | None) -> tuple[int, ...]:
+    """``3/2/1`` -> (3, 2, 1); ConsoleError for anything else."""
+    if not text:
+        return ()
+    try:
+        counts = tuple(int(part) for part in text.replace(",", "/").split("/"))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ConsoleError(f"--replicas must be positive node counts per stage like 3/2/1, got {text!r}")
+    return counts
 
 
 class _Live:

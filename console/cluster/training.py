@@ -55,6 +55,10 @@ class TrainJob:
     """Seconds a chain may go unheard of before it is given up and its batch requeued (0: never)."""
     bandwidth: str = "1Gbit"
     """Link rate the plan assumes for an inventory cluster (the emulated cluster knows its own)."""
+    memory_accounting: str | None = None
+    """``exact`` or ``paper`` (default: the emulated cluster's, else exact)."""
+    replicas: tuple[int, ...] = ()
+    """Nodes per stage for dynamic chains instead of the analytic best (e.g. the plan `partition` recommends)."""
     latency: str = "0ms"
 
 
@@ -113,7 +117,9 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
                 for spec in coordinator.pool()]
         cuts = _stored_cuts(job.out) if job.resume else _named_cuts(profile, job.cut_after)
         plan = plan_run(profile, pool, Network(session.bandwidth, session.latency_ms), mode=job.mode,
-                        partitions=job.partitions, cuts=cuts, stage_one=coordinator.data_readers())
+                        partitions=job.partitions, cuts=cuts, stage_one=coordinator.data_readers(),
+                        accounting=job.memory_accounting or session.memory_accounting or "exact",
+                        replicas=job.replicas or None)
         if on_plan is not None:
             on_plan(plan, session)
         if on_start is not None:
