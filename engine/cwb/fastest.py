@@ -196,7 +196,7 @@ class _Scorer:
             profile = self.model.profile
             times, transfers = stage_times_from_profile(profile, self.pool, stages, _bounds(self.model, cuts), self.model.network)
             config = SimConfig(stages=tuple(tuple(s) for s in stages), times=times, transfer_ms=transfers,
-                               iterations=self.iterations, mode=mode, policy=policy, load_ms=profile.data_ms)
+                               iterations=self.iterations, mode=mode, policy=policy, data_ms=profile.data_ms)
             try:
                 self.cache[key] = simulate(config).iteration_ms
             except ConfigError:

@@ -109,9 +109,9 @@ class SimConfig:
     """Duration of one averaging round (collect, average, send back)."""
     data_ms: float = 0.0
     """Time a stage-0 node spends reading, decoding and augmenting one mini-batch (the profile's ``data_ms``)."""
-    overlap: bool = False
-    """Overlap communication with computation (paper 3.3.2): a node is free once its gradient is on the
-    wire, and a stage-0 node prepares its next mini-batch while it waits for its chain."""
+    overlap: bool = True
+    """Overlap communication with computation (paper 3.3.2), as runs do by default (``RunSettings.overlap``): a
+    node is free once its gradient is on the wire, and a stage-0 node prepares its next mini-batch while it waits."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(tuple(stage) for stage in self.stages))

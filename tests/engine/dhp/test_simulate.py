@@ -106,7 +106,7 @@ def test_table_6_split_rules_out_every_constant_time_reading():
 def test_overlap_hides_the_data_work_of_one_chain_behind_its_wait():
     stages = (("a",), ("b",), ("c",))
     times = {"a": StageTime(100, 200), "b": StageTime(300, 600), "c": StageTime(50, 100)}
-    plain = simulate(SimConfig(stages, times, (40, 20), 50, data_ms=150))
+    plain = simulate(SimConfig(stages, times, (40, 20), 50, data_ms=150, overlap=False))
     overlap = simulate(SimConfig(stages, times, (40, 20), 50, data_ms=150, overlap=True))
     chain = 1350 + 2 * (40 + 20)
     assert plain.iteration_ms == pytest.approx(chain + 150)
@@ -150,7 +150,7 @@ def test_steady_state_agrees_with_the_cwb_replica_bound(work, cuts, replicas, po
     report = plan_replicas(work, [1] * len(work), cuts, identical_nodes(sum(replicas), 10**9))
     bound = next(p for p in report.plans if p.replicas == replicas).iteration_ms
     times = {node: StageTime(work[s] / 3, 2 * work[s] / 3) for s, names in enumerate(stages) for node in names}
-    result = simulate(SimConfig(stages, times, tuple(c / 2 for c in cuts), 2000, policy=policy))
+    result = simulate(SimConfig(stages, times, tuple(c / 2 for c in cuts), 2000, policy=policy, overlap=False))
     assert result.iteration_ms == pytest.approx(bound, rel=0.01)
     assert result.iteration_ms >= bound * (1 - 1e-9)  # a bound: the start-up fill only adds
 
