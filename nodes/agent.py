@@ -244,7 +244,8 @@ class NodeAgent:
         if message.op is Op.START:
             runner.start(chain, need(message, "batch", int), need(message, "iteration", int))
         elif message.op is Op.NEXT_HOP:
-            runner.next_hop(chain, need(message, "node", str), need(message, "host", str), need(message, "port", int))
+            prepare = need(message, "prepare", int) if message.header.get("prepare") is not None else None
+            runner.next_hop(chain, need(message, "node", str), need(message, "host", str), need(message, "port", int), prepare)
         else:
             await runner.abort(chain)
 
@@ -280,7 +281,7 @@ class NodeAgent:
         self.runner = StageRunner(
             node=self.config.name, index=index, count=count, worker=worker,
             emulation=self._emulation(h.get("emulation")), data=stage_data, address=(host, port),
-            peers=self._peers, report=self._report,
+            peers=self._peers, report=self._report, overlap=h.get("overlap") is True,
         )
         log.info("assigned %s%s", who, f", data {stage_data.path} ({stage_data.count} images)" if stage_data else "")
         await send_op(conn, Op.ASSIGNED, {"req": req, "data": stage_data.describe() if stage_data else None})

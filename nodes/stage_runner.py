@@ -3,12 +3,18 @@
 Compute runs in one worker thread (the event loop keeps answering pings, telemetry and data while a
 stage computes) and one step at a time. On an emulated board each step is stretched to its target
 (``engine.dhp.emulation``) and each hand-off is delivered when the emulated link would deliver it.
+A node sends one message at a time (one network link), so its sends queue behind each other.
+
+With ``overlap`` (paper 3.3.2) a node reports its backward done as soon as its gradient is on the
+wire and can take the next chain while the gradient travels, and a stage-1 node builds the batch that
+NEXT_HOP names (``prepare``) while it waits for the rest of its chain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -39,7 +45,7 @@ class _Chain:
     output: torch.Tensor | None = None
     """The activation waiting for NEXT_HOP."""
     timing: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("forward_ms", "backward_ms", "compute_ms", "overrun_ms", "send_ms"), 0.0))
+        ("data_ms", "forward_ms", "backward_ms", "compute_ms", "overrun_ms", "send_ms"), 0.0))
     aborted: bool = False
 
 
@@ -58,8 +64,10 @@ class StageRunner:
         address: tuple[str, int],
         peers: PeerPool,
         report: Report,
+        overlap: bool = False,
     ) -> None:
         self.node, self.index, self.count = node, index, count
+        self.overlap = overlap
         self.worker = worker
         self.emulation = emulation
         self.data = data
@@ -70,6 +78,12 @@ class StageRunner:
         self._aborted: set[int] = set()
         """Chains this run gave up: an activation of one that arrives after its ABORT is dropped."""
         self._compute = asyncio.Lock()
+        self._uplink = asyncio.Lock()
+        """Held while a message is on this node's link."""
+        self._views = threading.Lock()
+        """Batch building seeds torch's global generator (``engine.views``): one build at a time."""
+        self._prepared: dict[int, asyncio.Task] = {}
+        """Batches being built ahead of their START (overlap), by batch."""
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -88,7 +102,7 @@ class StageRunner:
         if self.data is None:
             raise NodeError(f"{self.node} runs stage {self.index + 1}, which reads no data; START goes to stage 1")
         self._chains[chain] = _Chain(batch, iteration, None)
-        self._spawn(chain, self._forward(chain, lambda: self.data.views(batch)))
+        self._spawn(chain, self._start(chain, batch))
 
     def activation(self, chain: int, batch: int, iteration: int, reply_to: tuple[str, int, str], x: torch.Tensor) -> None:
         """ACTIVATION: the previous stage's output for ``chain``."""
@@ -101,12 +115,16 @@ class StageRunner:
         log.debug("chain %d: activation of batch %d from %s", chain, batch, reply_to[2])
         self._spawn(chain, self._forward(chain, lambda: x))
 
-    def next_hop(self, chain: int, node: str, host: str, port: int) -> None:
-        """NEXT_HOP: deliver the activation of ``chain`` to ``node``."""
+    def next_hop(self, chain: int, node: str, host: str, port: int, prepare: int | None = None) -> None:
+        """NEXT_HOP: deliver the activation of ``chain`` to ``node``; on stage 1, start building batch ``prepare``."""
         state = self._held(chain)
         if state is None or state.output is None:
             raise NodeError(f"NEXT_HOP for chain {chain}, which has no activation waiting on {self.node}")
         self._spawn(chain, self._hand_off(chain, state, node, host, port))
+        if prepare is not None and self.data is not None and prepare not in self._prepared:
+            task = asyncio.get_running_loop().create_task(self._build(prepare))
+            task.add_done_callback(_retrieve)  # an unused failed build must not log "never retrieved"
+            self._prepared[prepare] = task
 
     def gradient(self, chain: int, grad: torch.Tensor) -> None:
         """GRADIENT: the next stage's gradient of our output; run backward and pass it on."""
@@ -141,18 +159,48 @@ class StageRunner:
             self.worker.load_state_dict(state)
 
     async def close(self) -> None:
-        """Cancel the chains in progress."""
-        for task in list(self._tasks):
+        """Cancel the chains in progress and the batches being built."""
+        for task in [*self._tasks, *self._prepared.values()]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._prepared.values(), return_exceptions=True)
+        self._prepared.clear()
 
     # -- the steps --------------------------------------------------------------------------------
 
-    async def _forward(self, chain: int, make_input: Callable[[], torch.Tensor]) -> None:
+    async def _start(self, chain: int, batch: int) -> None:
+        """Stage 1: take batch ``batch`` (built ahead, or now), then run the forward."""
         state = self._held(chain)
         if state is None:
             return
         started = time.monotonic()
+        ahead = self._prepared.pop(batch, None)
+        for stale in self._prepared.values():  # batches named for STARTs that went elsewhere
+            stale.cancel()
+        self._prepared.clear()
+        views = await (ahead if ahead is not None else self._build(batch))
+        state.timing["data_ms"] = (time.monotonic() - started) * 1000
+        paced = self.emulation is not None and self.emulation.data_s > 0
+        # Without a data time of its own, building the batch counts in the forward, as the profile measured it.
+        await self._forward(chain, lambda: views, None if paced else started)
+
+    async def _build(self, batch: int) -> torch.Tensor:
+        """Build mini-batch ``batch`` in a thread (the event loop keeps serving), paced to the board's data time."""
+        started = time.monotonic()
+
+        def build() -> torch.Tensor:
+            with self._views:
+                return self.data.views(batch)
+
+        views = await asyncio.to_thread(build)
+        if self.emulation is not None and self.emulation.data_s > 0:
+            await self.emulation.stretch(started, self.emulation.data_s)
+        return views
+
+    async def _forward(self, chain: int, make_input: Callable[[], torch.Tensor], started: float | None = None) -> None:
+        state = self._held(chain)
+        if state is None:
+            return
+        started = time.monotonic() if started is None else started
         out = await self._compute_step(chain, state, lambda: self.worker.forward(chain, make_input()))
         await self._stretch(state, started, self.emulation.forward_s if self.emulation else 0.0)
         state.timing["forward_ms"] = (time.monotonic() - started) * 1000
@@ -166,17 +214,12 @@ class StageRunner:
         await self._report(Op.FORWARD_DONE, {"chain": chain, "ms": state.timing["forward_ms"]})
 
     async def _hand_off(self, chain: int, state: _Chain, node: str, host: str, port: int) -> None:
-        started = time.monotonic()
-        await self._stretch(state, started, self.emulation.activation_send_s if self.emulation else 0.0)
-        if state.aborted:
-            return
         header = {"chain": chain, "batch": state.batch, "iteration": state.iteration,
                   "reply_to": {"host": self.address[0], "port": self.address[1], "node": self.node}}
         output, state.output = state.output, None
-        if not await self._deliver(chain, node, host, port, Op.ACTIVATION, header, output):
-            return
-        log.debug("chain %d: activation sent to %s", chain, node)
-        state.timing["send_ms"] += (time.monotonic() - started) * 1000
+        target = self.emulation.activation_send_s if self.emulation else 0.0
+        if await self._send(chain, state, node, host, port, Op.ACTIVATION, header, output, target):
+            log.debug("chain %d: activation sent to %s", chain, node)
 
     async def _backward(self, chain: int, grad: torch.Tensor | None, loss: float | None = None) -> None:
         state = self._held(chain)
@@ -188,19 +231,23 @@ class StageRunner:
         state.timing["backward_ms"] = (time.monotonic() - started) * 1000
         if state.aborted:
             return
-        if state.reply_to is not None:
-            host, port, node = state.reply_to
-            sent = time.monotonic()
-            await self._stretch(state, sent, self.emulation.gradient_send_s if self.emulation else 0.0)
-            if state.aborted or not await self._deliver(chain, node, host, port, Op.GRADIENT, {"chain": chain}, input_grad):
-                return
-            log.debug("chain %d: gradient sent to %s", chain, node)
-            state.timing["send_ms"] += (time.monotonic() - sent) * 1000
-        self._chains.pop(chain, None)
-        log.debug("chain %d: backward done", chain)
         header: dict[str, Any] = {"chain": chain, "timing": state.timing}
         if loss is not None:
             header["loss"] = loss
+        if state.reply_to is None:
+            await self._done(chain, header)
+            return
+        host, port, node = state.reply_to
+        target = self.emulation.gradient_send_s if self.emulation else 0.0
+        if self.overlap:  # free for the next chain while the gradient travels
+            await self._done(chain, header)
+            self._spawn(chain, self._send(chain, state, node, host, port, Op.GRADIENT, {"chain": chain}, input_grad, target))
+        elif await self._send(chain, state, node, host, port, Op.GRADIENT, {"chain": chain}, input_grad, target):
+            await self._done(chain, header)
+
+    async def _done(self, chain: int, header: dict[str, Any]) -> None:
+        self._chains.pop(chain, None)
+        log.debug("chain %d: backward done", chain)
         await self._report(Op.BACKWARD_DONE, header)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -209,12 +256,12 @@ class StageRunner:
         state = self._chains.get(chain)
         return None if state is None or state.aborted else state
 
-    def _spawn(self, chain: int, step: Awaitable[None]) -> None:
+    def _spawn(self, chain: int, step: Awaitable[object]) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(chain, step))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, chain: int, step: Awaitable[None]) -> None:
+    async def _guarded(self, chain: int, step: Awaitable[object]) -> None:
         try:
             await step
         except asyncio.CancelledError:
@@ -236,6 +283,18 @@ class StageRunner:
         if self.emulation is not None and target_s > 0:
             state.timing["overrun_ms"] += await self.emulation.stretch(started, target_s) * 1000
 
+    async def _send(self, chain: int, state: _Chain, node: str, host: str, port: int, op: Op, header: dict,
+                    tensor: torch.Tensor, target_s: float) -> bool:
+        """Put one message on this node's link once it is free, paced to ``target_s``; False if not delivered."""
+        queued = time.monotonic()
+        async with self._uplink:
+            await self._stretch(state, time.monotonic(), target_s)
+            if state.aborted or chain in self._aborted or not await self._deliver(chain, node, host, port, op, header, tensor):
+                return False
+        log.debug("chain %d: %s sent to %s", chain, op.value, node)
+        state.timing["send_ms"] += (time.monotonic() - queued) * 1000
+        return True
+
     async def _deliver(self, chain: int, node: str, host: str, port: int, op: Op, header: dict, tensor: torch.Tensor) -> bool:
         """Send to a peer; on failure report FAILED naming the peer (the coordinator decides) and return False."""
         try:
@@ -245,3 +304,8 @@ class StageRunner:
             log.warning("chain %d: cannot send %s to %s at %s:%d: %s", chain, op.value, node, host, port, exc)
             await self._report(Op.FAILED, {"chain": chain, "peer": node, "reason": f"cannot reach {node}: {exc}"})
             return False
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from console.cli.common import console
-from console.cluster.local import DEFAULT_MEMORY, DEFAULT_TIME_SCALE
+from console.cluster.local import DEFAULT_ACCOUNTING, DEFAULT_MEMORY, DEFAULT_TIME_SCALE
 from console.errors import ConsoleError
 
 cluster_app = typer.Typer(
@@ -36,7 +36,8 @@ def up(
     time_scale: Annotated[float, typer.Option(help="Multiply every emulated time (0.2 = five times faster than the board).")] = DEFAULT_TIME_SCALE,
     bandwidth: Annotated[str, typer.Option(help="Emulated link between boards, e.g. 1Gbit.")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Emulated per-message latency, e.g. 0.5ms.")] = "0ms",
-    memory_per_node: Annotated[str, typer.Option(help="Memory budget of each board; 1.5GB gives the paper's 3 ResNet-18 partitions (see docs).")] = DEFAULT_MEMORY,
+    memory_per_node: Annotated[str, typer.Option(help="Memory budget of each board (the paper's 3 GB per TX2; its GB are GiB).")] = DEFAULT_MEMORY,
+    memory_accounting: Annotated[str, typer.Option(help="How CWB counts a stage against it: paper (5.1: every layer's input and output, 7.6 GB for ResNet-18) or exact (what training keeps, 3.0 GB).")] = DEFAULT_ACCOUNTING,
     speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speed per node relative to the profile (default all 1).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder the boards read (default: a small synthetic one).")] = None,
     as_json: JsonOpt = False,
@@ -56,7 +57,8 @@ def up(
         raise ConsoleError(f"--data {data} is not a folder")
     with console.status(f"starting {nodes} agent(s)"):
         state = start_cluster(nodes, profile=profile, time_scale=time_scale, bandwidth=bandwidth, latency=latency,
-                              memory_per_node=memory_per_node, speeds=speed_list, data=data)
+                              memory_per_node=memory_per_node, memory_accounting=memory_accounting, speeds=speed_list,
+                              data=data)
     if as_json:
         typer.echo(json.dumps(state.to_dict(), indent=2))
         return

@@ -16,15 +16,16 @@ from rich.text import Text
 
 from engine.cwb import baselines
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes, load_nodes_file
-from engine.cwb.plan import Candidate, CostModel
+from engine.cwb.plan import ACCOUNTINGS, OBJECTIVES, Candidate, check_choice
+from engine.cwb.planner import DEFAULT_ACCOUNTING, DEFAULT_BANDWIDTH, DEFAULT_OBJECTIVE, plan_partitions
 from engine.cwb.profile_format import Profile, load_profile
 from engine.cwb.replicas import ReplicaReport, replicas_for
-from engine.cwb.search import SearchResult, infeasible_message, search, smallest_partitions
+from engine.cwb.search import SearchResult
 from engine.cwb.transfer import Network
+from console.cli.partition_plans import render_recommendation
 from engine.cwb.units import format_bandwidth, format_bytes, parse_bandwidth, parse_duration_ms, parse_size
 from engine.errors import ConfigError, PartitionError
 
-DEFAULT_BANDWIDTH = "1Gbit"
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -54,24 +55,34 @@ def partition_command(
         Literal["cwb", "pipedream", "gpipe", "all"], typer.Option(help="Partitioner; 'all' shows them side by side.")
     ] = "cwb",
     top: Annotated[int, typer.Option(min=1, help="How many CWB candidates to list.")] = 10,
+    memory_accounting: Annotated[
+        str, typer.Option("--memory-accounting", help="exact (what training keeps) or paper (5.1: every layer's input "
+                          "and output + weights, gradients, momentum; ~2.7x exact).")
+    ] = DEFAULT_ACCOUNTING,
+    objective: Annotated[
+        str, typer.Option(help="E's shares: paper (each node's compute / T, transfers in T: Algorithm 2) or busy "
+                          "((compute + send) / T: balances occupancy, even by padding with transfers).")
+    ] = DEFAULT_OBJECTIVE,
     keep_order: Annotated[
         bool, typer.Option("--keep-order", help="Run the stages on the nodes in the given order; do not search orders.")
     ] = False,
+    recommend: Annotated[
+        bool, typer.Option("--recommend/--no-recommend", help="Also search the fastest plan (cut x replicas x chain mode "
+                           "x next-hop policy, simulated) and the baselines beside it.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the same report as JSON.")] = False,
 ) -> None:
     """Search the partition with the best equipment-utilisation index E and plan the replicas per stage."""
+    check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
+    check_choice("objective", objective, OBJECTIVES)
     profile = load_profile(profile_path)
     pool, network = _cluster(nodes, memory_per_node, nodes_file, bandwidth, latency)
-    model = CostModel(profile, network)
-    reorder = not keep_order
-    automatic = partitions is None
-    if partitions is None:
-        partitions = smallest_partitions(model, pool, reorder=reorder)
-        if partitions is None:
-            raise PartitionError(infeasible_message(model, pool, min(len(pool), model.q), reorder=reorder))
+    planned = plan_partitions(profile, pool, network, partitions=partitions, accounting=memory_accounting,
+                              objective=objective, reorder=not keep_order, top=top, recommend=recommend)
+    model, partitions, automatic = planned.model, planned.partitions, planned.automatic
     results: dict[str, SearchResult | Candidate | str] = {}
     if method in ("cwb", "all"):
-        results["cwb"] = search(model, pool, partitions, top=top, reorder=reorder)
+        results["cwb"] = planned.result
     for name in ("pipedream", "gpipe"):
         if method in (name, "all"):
             try:
@@ -83,12 +94,20 @@ def partition_command(
     chosen_name = "cwb" if "cwb" in results else method
     chosen = results[chosen_name]
     chosen = chosen.best if isinstance(chosen, SearchResult) else chosen
-    replicas = replicas_for(model, chosen, pool) if isinstance(chosen, Candidate) and chosen.fits else None
+    if chosen is planned.best:
+        replicas = planned.replicas
+    else:
+        replicas = replicas_for(model, chosen, pool) if isinstance(chosen, Candidate) and chosen.fits else None
     if as_json:
-        data = _report(profile_path, profile, pool, network, partitions, automatic, results, chosen_name, replicas)
+        data = _report(profile_path, profile, pool, network, model, partitions, automatic, results, chosen_name, replicas)
+        if planned.recommendation is not None:
+            data.update(planned.recommendation.to_dict())
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    _render(Console(highlight=False), profile, pool, network, partitions, automatic, results, chosen, replicas)
+    out = Console(highlight=False)
+    _render(out, profile, pool, network, model, partitions, automatic, results, chosen, replicas)
+    if planned.recommendation is not None:
+        render_recommendation(out, planned.recommendation, model)
 
 
 def _cluster(
@@ -110,7 +129,7 @@ def _cluster(
     return identical_nodes(count, parse_size(memory)), network
 
 
-def _report(path, profile: Profile, pool, network: Network, partitions, automatic, results, chosen_name, replicas) -> dict[str, Any]:
+def _report(path, profile: Profile, pool, network: Network, model, partitions, automatic, results, chosen_name, replicas) -> dict[str, Any]:
     """The JSON form of the report."""
     methods: dict[str, Any] = {}
     for name, result in results.items():
@@ -132,6 +151,8 @@ def _report(path, profile: Profile, pool, network: Network, partitions, automati
             "layers": list(profile.names),
             "total_compute_ms": profile.total_compute_ms,
             "total_state_bytes": profile.total_state_bytes,
+            "total_paper_bytes": profile.total_paper_bytes,
+            "data_ms": profile.data_ms,
         },
         "nodes": [
             {"name": n.name, "board": n.board, "speed": n.speed, "memory_bytes": n.memory_bytes} for n in pool
@@ -141,6 +162,8 @@ def _report(path, profile: Profile, pool, network: Network, partitions, automati
             "latency_ms": network.latency_ms,
             "links": [{"from": a, "to": b, "bandwidth_bytes_per_s": r} for a, b, r in network.links],
         },
+        "memory_accounting": model.accounting,
+        "objective": model.objective,
         "partitions": partitions,
         "partitions_automatic": automatic,
         "methods": methods,
@@ -154,13 +177,18 @@ def _fmt_e(candidate: Candidate) -> str:
     return "∞" if math.isinf(value) else f"{value:.2f}"
 
 
-def _render(out: Console, profile: Profile, pool, network, partitions, automatic, results, chosen, replicas) -> None:
+def _render(out: Console, profile: Profile, pool, network, model, partitions, automatic, results, chosen, replicas) -> None:
     s = profile.settings
+    paper_count = f" ({format_bytes(profile.total_paper_bytes)} as the paper counts)" if profile.has_paper_bytes else ""
+    data = f" + {profile.data_ms:.0f} ms data work on stage 1" if profile.data_ms else ""
     out.print(
         f"[bold]Profile[/] {s.model}/{s.backbone} · batch {s.batch_size} · {s.optimizer} · {s.dtype} · "
-        f"{len(profile.layers)} layers · {format_bytes(profile.total_state_bytes)} training state · "
-        f"{profile.total_compute_ms:.0f} ms per step on {s.device}"
+        f"{len(profile.layers)} layers · {format_bytes(profile.total_state_bytes)} training state{paper_count} · "
+        f"{profile.total_compute_ms:.0f} ms per step{data} on {s.device}"
     )
+    out.print(f"[bold]Memory accounting[/] {model.accounting}: " + (
+        "every layer's input and output + weights, gradients, momentum (paper 5.1)" if model.accounting == "paper"
+        else "weights, gradients, optimizer state, saved activations, cut buffers (what training keeps)"))
     boards = {}
     for node in pool:
         boards.setdefault((node.board, node.speed, node.memory_bytes), []).append(node.name)
@@ -176,15 +204,11 @@ def _render(out: Console, profile: Profile, pool, network, partitions, automatic
     if isinstance(result, SearchResult):
         out.print(
             f"CWB searched {result.orders_searched} node order(s); {result.feasible_count} cut set(s) fit memory; "
-            f"best E = {_fmt_e(result.best)} (E = -ln variance of the busy shares t_i/T, eq. 9)"
+            f"best E = {_fmt_e(result.best)} ({_objective_text(model.objective)})"
         )
         out.print(_candidate_table(result, profile, show_nodes=len(boards) > 1))
     if len(results) > 1 or "cwb" not in results:
         out.print(_comparison_table(results))
-    fastest = _fastest_fitting(results)
-    if fastest is not None and fastest.cut_names != chosen.cut_names:
-        out.print(f"E rewards balance, not speed: the fitting cut with the fastest slowest node ({fastest.bottleneck_ms:.0f} ms "
-                  f"vs {chosen.bottleneck_ms:.0f}) trains with `litesrl train --cut-after {','.join(fastest.cut_names)}`")
     out.print(_strip(profile, chosen))
     out.print(_stage_bars(chosen))
     if replicas is not None:
@@ -193,16 +217,10 @@ def _render(out: Console, profile: Profile, pool, network, partitions, automatic
         out.print("[yellow]The chosen partition does not fit the nodes' memory: no replica plan.[/]")
 
 
-def _fastest_fitting(results) -> Candidate | None:
-    """Of every candidate listed, the fitting one whose slowest node is fastest."""
-    listed = []
-    for result in results.values():
-        if isinstance(result, SearchResult):
-            listed.extend(result.candidates)
-        elif isinstance(result, Candidate):
-            listed.append(result)
-    fitting = [candidate for candidate in listed if candidate.fits]
-    return min(fitting, key=lambda candidate: candidate.bottleneck_ms) if fitting else None
+def _objective_text(objective: str) -> str:
+    if objective == "paper":
+        return "E = -ln Σ(c_i/T - 1/n)², c_i each node's compute, T all compute + transfers: eq. 9"
+    return "objective busy: E = -ln variance of the busy shares (compute + send)/T"
 
 
 def _candidate_table(result: SearchResult, profile: Profile, show_nodes: bool) -> Table:

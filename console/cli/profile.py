@@ -42,9 +42,15 @@ def profile_command(
         Literal["wall", "process"], typer.Option(help="wall, or process (CPU time; steadier on a shared machine, use 1 thread).")
     ] = "wall",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Image folder to time stage 1's data work on (decode + both views; default: synthetic scenes).")] = None,
+    data_repeats: Annotated[int, typer.Option(min=0, help="Mini-batches of data work timed (median kept; 0: skip, data_ms 0).")] = 2,
+    memory_accounting: Annotated[str, typer.Option("--memory-accounting", help="Memory column shown: exact (what training keeps) or paper (5.1: every layer's input and output + weights, gradients, momentum).")] = "exact",
     as_json: Annotated[bool, typer.Option("--json", help="Print the profile and its totals as JSON on stdout.")] = False,
 ) -> None:
     """Time forward and backward of every cut unit and count its memory; write the profile `partition` reads."""
+    from engine.cwb.plan import ACCOUNTINGS, check_choice
+
+    check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     if show is not None:
         if out is not None:
             raise ConsoleError("give --show PATH to print a profile or --out PATH to measure one, not both")
@@ -53,21 +59,21 @@ def profile_command(
         if out is None:
             raise ConsoleError("give --out PATH to write the measured profile (or --show PATH to print one)")
         profile, path = _measure(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype,
-                                 device, repeats, warmup, clock, threads), out
+                                 device, repeats, warmup, clock, threads, data, data_repeats), out
         save_profile(profile, out)
     if as_json:
         data = {"path": str(path), "totals": totals(profile), "profile": profile.to_dict()}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     console = Console(highlight=False)
-    console.print(profile_table(profile))
+    console.print(profile_table(profile, memory_accounting))
     console.print(_memory_line(profile))
     if show is None:
         console.print(f"wrote {out}")
 
 
 def _measure(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype, device, repeats, warmup, clock,
-             threads):
+             threads, data, data_repeats):
     """Run the profiler with a progress bar (torch is imported here, not at CLI start-up)."""
     from engine.cwb.profiler import ProfilerConfig, profile_model
     from engine.device import resolve_device, set_threads
@@ -85,7 +91,16 @@ def _measure(backbone, variant, stem, batch_size, image_size, modality, optimize
             progress.update(task, total=total, completed=index + 1,
                             info=f"{layer.name}: {layer.forward_ms:.1f} + {layer.backward_ms:.1f} ms")
 
-        return profile_model(config, on_unit)
+        profile = profile_model(config, on_unit)
+        if data_repeats:
+            from dataclasses import replace
+
+            from engine.cwb.data_time import measure_data_ms
+
+            progress.update(task, info="timing stage 1's data work (decode + both views)")
+            profile = replace(profile, data_ms=measure_data_ms(batch_size, image_size, modality, folder=data,
+                                                                 repeats=data_repeats, seed=0))
+        return profile
 
 
 def totals(profile: Profile) -> dict[str, Any]:
@@ -100,18 +115,22 @@ def totals(profile: Profile) -> dict[str, Any]:
         "optimizer_bytes": sum(layer.optimizer_bytes for layer in layers),
         "activation_bytes": sum(layer.activation_bytes for layer in layers),
         "state_bytes": profile.total_state_bytes,
+        "paper_bytes": profile.total_paper_bytes,
+        "data_ms": profile.data_ms,
     }
 
 
-def profile_table(profile: Profile) -> Table:
-    """One row per unit: time, memory and its share of the step's compute; a totals row at the bottom."""
+def profile_table(profile: Profile, accounting: str = "exact") -> Table:
+    """One row per unit: time, memory (saved activations, or the paper's count) and its share of the compute."""
     s = profile.settings
     table = Table(
         title=(f"{s.model}/{s.backbone} · batch {s.batch_size} · {s.image_size} px · {s.channels} ch · {s.optimizer} · "
                f"{s.dtype} · {s.device} · median of {s.repeats}"),
         title_justify="left",
     )
-    for column in ("unit", "kind", "shape", "fwd ms", "bwd ms", "params", "saved", "output", "time"):
+    paper = accounting == "paper" and profile.has_paper_bytes
+    memory_column = "paper count" if paper else "saved"
+    for column in ("unit", "kind", "shape", "fwd ms", "bwd ms", "params", memory_column, "output", "time"):
         table.add_column(column, justify="left" if column in ("unit", "kind", "shape") else "right", no_wrap=True)
     total_ms = profile.total_compute_ms
     for layer in profile.layers:
@@ -119,13 +138,15 @@ def profile_table(profile: Profile) -> Table:
         table.add_row(
             layer.name, layer.kind or "", "×".join(map(str, layer.shape)) if layer.shape else "",
             f"{layer.forward_ms:.2f}", f"{layer.backward_ms:.2f}", format_bytes(layer.param_bytes),
-            format_bytes(layer.activation_bytes), format_bytes(layer.output_bytes), f"{share:.1%}",
+            format_bytes(layer.paper_bytes if paper else layer.activation_bytes), format_bytes(layer.output_bytes),
+            f"{share:.1%}",
         )
     sums = totals(profile)
     table.add_section()
     table.add_row(
         "total", "", "", f"{sums['forward_ms']:.2f}", f"{sums['backward_ms']:.2f}",
-        format_bytes(sums["param_bytes"]), format_bytes(sums["activation_bytes"]), "", "100.0%",
+        format_bytes(sums["param_bytes"]), format_bytes(sums["paper_bytes"] if paper else sums["activation_bytes"]),
+        "", "100.0%",
     )
     return table
 
@@ -137,4 +158,7 @@ def _memory_line(profile: Profile) -> str:
         f"{sums['backward_ms']:.1f})\n[bold]Memory[/] {format_bytes(sums['state_bytes'])} = params "
         f"{format_bytes(sums['param_bytes'])} + grads {format_bytes(sums['grad_bytes'])} + optimizer "
         f"{format_bytes(sums['optimizer_bytes'])} + activations {format_bytes(sums['activation_bytes'])}"
+        + (f"; {format_bytes(sums['paper_bytes'])} as the paper counts (every layer's input and output)"
+           if sums["paper_bytes"] is not None else "")
+        + (f"\n[bold]Data[/] {sums['data_ms']:.1f} ms per mini-batch to decode and augment (stage 1)" if sums["data_ms"] else "")
     )

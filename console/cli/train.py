@@ -32,6 +32,7 @@ def train(
     cluster: Annotated[str, typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards.")] = "local",
     mode: Annotated[Literal["fixed", "dynamic"], typer.Option(help="Fixed chains (Fig. 4a) or dynamic chains (Fig. 4b).")] = "dynamic",
     policy: Annotated[Literal["first-free", "earliest-finish"], typer.Option(help="Next-hop policy of dynamic chains.")] = "first-free",
+    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
     iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them).")] = 1000,
     average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K iterations (paper 100; 0: at the end).")] = 100,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
@@ -50,6 +51,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     bandwidth: Annotated[str, typer.Option(help="Link rate CWB assumes between boards (inventory clusters).")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Per-message latency CWB assumes (inventory clusters).")] = "0ms",
+    replicas: Annotated[Optional[str], typer.Option(help="Nodes per stage for dynamic chains, e.g. 3/2/1 (default: the analytic best; `litesrl partition` recommends one).")] = None,
+    memory_accounting: Annotated[Optional[str], typer.Option("--memory-accounting", help="exact or paper (default: the emulated cluster's, else exact).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Train Lite-SRL across the cluster's nodes with CWB partitions and DHP chains."""
@@ -62,11 +65,20 @@ def train(
         raise ConsoleError("--resume keeps the checkpoint's cuts; drop --cut-after")
     if cuts and partitions is not None and partitions != len(cuts) + 1:
         raise ConsoleError(f"--cut-after makes {len(cuts) + 1} partitions but --partitions says {partitions}")
+    counts = _replicas(replicas)
+    if counts and mode == "fixed":
+        raise ConsoleError("--replicas sets the dynamic chains' stage pools; fixed chains use N // n nodes per stage")
+    if memory_accounting is not None:
+        from engine.cwb.plan import ACCOUNTINGS, check_choice
+
+        check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     job = TrainJob(
-        cluster=cluster, mode=mode, policy=policy.replace("-", "_"), iterations=iterations, average_every=average_every,
+        cluster=cluster, mode=mode, policy=policy.replace("-", "_"), overlap=overlap, iterations=iterations,
+        average_every=average_every,
         data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
         image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
         checkpoint_every=checkpoint_every, chain_timeout=chain_timeout, bandwidth=bandwidth, latency=latency,
+        memory_accounting=memory_accounting, replicas=counts,
     )
     live = _Live(iterations, quiet=as_json)
     with live:
@@ -80,6 +92,19 @@ def train(
         console.print(_summary(report))
     if result.reason:
         raise ConsoleError(f"the run stopped after {result.step} of {iterations} iterations: {result.reason}")
+
+
+def _replicas(text: str | None) -> tuple[int, ...]:
+    """``3/2/1`` -> (3, 2, 1); ConsoleError for anything else."""
+    if not text:
+        return ()
+    try:
+        counts = tuple(int(part) for part in text.replace(",", "/").split("/"))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ConsoleError(f"--replicas must be positive node counts per stage like 3/2/1, got {text!r}")
+    return counts
 
 
 class _Live:

@@ -83,6 +83,9 @@ class ClusterState:
     """Dataset folder every agent reads as stage 1."""
     started: float = field(default_factory=time.time)
     """When ``up`` ran (seconds since the epoch)."""
+    memory_accounting: str = "exact"
+    """How CWB counts a stage's memory against the budgets (``engine.cwb.plan.ACCOUNTINGS``); files from
+    before this field were planned with ``exact``."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,11 +133,10 @@ def require_state(directory: Path | None = None) -> ClusterState:
 DEFAULT_TIME_SCALE = 0.2
 """Emulated boards run 5x faster than real ones. At 0.1 the last ResNet-18 stage needs more real CPU
 than its target on a 2-core host running six agents, and overruns distort the schedule."""
-DEFAULT_MEMORY = "1.5GB"
-"""Per-board budget under which CWB picks the paper's three ResNet-18 partitions. The paper's 3 GB
-per TX2 budgets its own memory count (every layer's input and output: 7.6 GB for ResNet-18); our
-profiles count what autograd really saves (3.0 GB), 2.5x less, so the same plan needs 1.34-1.83 GB
-per board (assets/profiles/README.md)."""
+DEFAULT_MEMORY = "3GiB"
+"""The paper's 3 GB per TX2, in its units (its MB are MiB: assets/profiles/README.md)."""
+DEFAULT_ACCOUNTING = "paper"
+"""The paper's memory count (5.1), with which 3 GB boards need 3 / 4 / 5 partitions for ResNet-18 / 34 / 50."""
 
 
 def up(
@@ -145,6 +147,7 @@ def up(
     bandwidth: str = "1Gbit",
     latency: str = "0ms",
     memory_per_node: str = DEFAULT_MEMORY,
+    memory_accounting: str = DEFAULT_ACCOUNTING,
     speeds: Sequence[float] | None = None,
     data: Path | None = None,
     directory: Path | None = None,
@@ -163,7 +166,10 @@ def up(
     speeds = list(speeds) if speeds else [1.0] * nodes
     if len(speeds) != nodes or not all(s > 0 for s in speeds):
         raise ConsoleError(f"give one positive speed per node ({nodes}), got {speeds}")
+    from engine.cwb.plan import ACCOUNTINGS, check_choice
+
     parse_bandwidth(bandwidth), parse_duration_ms(latency), parse_size(memory_per_node)  # fail before starting anything
+    check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     secret_file = ensure_secret()
     data = data or ensure_demo_data(directory / "cluster-data")
     logs = directory / "agents"
@@ -186,7 +192,8 @@ def up(
         for _, _, (process, _) in started:
             _stop_pid(process.pid, None, timeout=2.0)
         raise
-    state = ClusterState(agents, profile, time_scale, bandwidth, latency, str(secret_file), str(data))
+    state = ClusterState(agents, profile, time_scale, bandwidth, latency, str(secret_file), str(data),
+                         memory_accounting=memory_accounting)
     atomic_write_json(directory / STATE_NAME, state.to_dict())
     return state
 

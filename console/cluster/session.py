@@ -40,6 +40,8 @@ class ClusterSession:
     """The cluster's default profile (the emulated boards'), else None."""
     time_scale: float | None = None
     """Emulated time scale, None for real boards."""
+    memory_accounting: str | None = None
+    """How the cluster's budgets are meant (``exact`` or ``paper``), None when it does not say."""
     budgets: dict[str, int] = field(default_factory=dict)
     """Memory budgets the plan must respect (the inventory's), overriding what agents report."""
     data_paths: dict[str, str] = field(default_factory=dict)
@@ -75,6 +77,7 @@ async def open_local(timeout: float = 10.0) -> ClusterSession:
         description=f"local emulated cluster: {len(links)} × {state.profile} at time scale {state.time_scale:g}",
         links=links, addresses=addresses, reconnect=reconnect, bandwidth=parse_bandwidth(state.bandwidth),
         latency_ms=parse_duration_ms(state.latency), profile=state.profile, time_scale=state.time_scale,
+        memory_accounting=state.memory_accounting,
     )
 
 

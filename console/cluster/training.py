@@ -29,6 +29,8 @@ class TrainJob:
     """``local`` (the emulated cluster) or an inventory TOML path."""
     mode: str = "dynamic"
     policy: str = "first_free"
+    overlap: bool = True
+    """Overlap communication with computation (``engine.dhp.settings.RunSettings.overlap``)."""
     iterations: int = 1000
     average_every: int = 100
     data: Path | None = None
@@ -53,6 +55,10 @@ class TrainJob:
     """Seconds a chain may go unheard of before it is given up and its batch requeued (0: never)."""
     bandwidth: str = "1Gbit"
     """Link rate the plan assumes for an inventory cluster (the emulated cluster knows its own)."""
+    memory_accounting: str | None = None
+    """``exact`` or ``paper`` (default: the emulated cluster's, else exact)."""
+    replicas: tuple[int, ...] = ()
+    """Nodes per stage for dynamic chains instead of the analytic best (e.g. the plan `partition` recommends)."""
     latency: str = "0ms"
 
 
@@ -111,7 +117,9 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
                 for spec in coordinator.pool()]
         cuts = _stored_cuts(job.out) if job.resume else _named_cuts(profile, job.cut_after)
         plan = plan_run(profile, pool, Network(session.bandwidth, session.latency_ms), mode=job.mode,
-                        partitions=job.partitions, cuts=cuts, stage_one=coordinator.data_readers())
+                        partitions=job.partitions, cuts=cuts, stage_one=coordinator.data_readers(),
+                        accounting=job.memory_accounting or session.memory_accounting or "exact",
+                        replicas=job.replicas or None)
         if on_plan is not None:
             on_plan(plan, session)
         if on_start is not None:
@@ -135,7 +143,7 @@ def _settings(job: TrainJob, profile, session: ClusterSession):
     return RunSettings(
         model=ModelConfig(backbone=profile.settings.backbone, in_channels=channels),
         optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations),
-        data=data, mode=job.mode, policy=job.policy, average_every=job.average_every, seed=job.seed,
+        data=data, mode=job.mode, policy=job.policy, overlap=job.overlap, average_every=job.average_every, seed=job.seed,
         data_paths={} if job.data else session.data_paths, out_dir=job.out, checkpoint_every=job.checkpoint_every,
         chain_timeout=job.chain_timeout,
     )

@@ -13,9 +13,11 @@ Example (version 1)::
       "layers": [
         {"name": "stem", "kind": "conv", "shape": [64, 64, 56, 56],
          "forward_ms": 31.2, "backward_ms": 60.1, "param_bytes": 37888, "grad_bytes": 37888,
-         "optimizer_bytes": 37888, "activation_bytes": 102760448, "output_bytes": 51380224},
+         "optimizer_bytes": 37888, "activation_bytes": 102760448, "output_bytes": 51380224,
+         "paper_bytes": 566288384},
         ...
-      ]
+      ],
+      "data_ms": 412.0
     }
 
 Layer fields: ``forward_ms`` / ``backward_ms`` are the measured times of the layer for one
@@ -23,7 +25,14 @@ mini-batch (both views); ``param_bytes`` the weights, ``grad_bytes`` their gradi
 ``optimizer_bytes`` the optimizer state (SGD with momentum = 1x params, Adam = 2x);
 ``activation_bytes`` what autograd keeps for backward; ``output_bytes`` the tensor sent forward
 when a cut follows this layer (its gradient, sent back, has the same size). ``kind`` and
-``shape`` (the output shape) are optional, for people.
+``shape`` (the output shape) are optional, for people. ``paper_bytes`` (optional; profiles
+written before it lack it) is the same layer counted the paper's way (section 5.1): the input
+and output of every layer call inside it plus weights, gradients and optimizer state; CWB's
+``--memory-accounting paper`` uses it (``engine.cwb.plan``).
+
+``data_ms`` (top level, optional, 0.0 when absent or unmeasured) is the mean time to read,
+decode and augment one mini-batch (both views) on the profiled device: work only a stage-1 node
+does, so the cost model adds it to stage 1's compute.
 
 Each entry ends at a *partitionable point* (the paper's p1..p28): a cut may follow any entry but
 the last, i.e. cuts are allowed after layers 0..q-2. The last entry of a Lite-SRL profile is the
@@ -79,9 +88,14 @@ class LayerProfile:
     """Optional layer kind (``conv``, ``block``, ``head``...), for people."""
     shape: tuple[int, ...] | None = None
     """Optional output shape, for people."""
+    paper_bytes: int | None = None
+    """The layer's memory as the paper counts it (5.1): every layer call's input and output + weights,
+    gradients and optimizer state; None in profiles written before this field."""
 
     def __post_init__(self) -> None:
         owner = f"layer {self.name!r}"
+        if self.paper_bytes is not None:
+            _check_number(owner, "paper_bytes", self.paper_bytes, integer=True)
         if not isinstance(self.name, str) or not self.name:
             raise ProfileError(f"layer name must be a non-empty string, got {self.name!r}")
         for key in ("forward_ms", "backward_ms"):
@@ -155,8 +169,11 @@ class Profile:
     """Measurement settings."""
     layers: tuple[LayerProfile, ...]
     """Layers in forward order; cuts may follow layers 0..q-2."""
+    data_ms: float = 0.0
+    """Mean ms to read, decode and augment one mini-batch (both views) on the profiled device; 0.0 unmeasured."""
 
     def __post_init__(self) -> None:
+        _check_number("profile", "data_ms", self.data_ms, integer=False)
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:
             raise ProfileError("profile has no layers")
@@ -181,10 +198,20 @@ class Profile:
         """Memory of the whole model's training state on one board (no cut buffers)."""
         return sum(layer.state_bytes for layer in self.layers)
 
+    @property
+    def has_paper_bytes(self) -> bool:
+        """True when every layer carries the paper's memory count."""
+        return all(layer.paper_bytes is not None for layer in self.layers)
+
+    @property
+    def total_paper_bytes(self) -> int | None:
+        """The whole model counted the paper's way (7599.7 MB for ResNet-18 in the paper), None when not recorded."""
+        return sum(layer.paper_bytes for layer in self.layers) if self.has_paper_bytes else None
+
     def scaled(self, time_factor: float, *, device: str | None = None) -> "Profile":
         """The same profile with every time multiplied by ``time_factor`` (e.g. 2.0 for a board half as fast).
 
-        Memory does not change with the board. ``device`` relabels the settings.
+        Memory does not change with the board; ``data_ms`` scales too. ``device`` relabels the settings.
         """
         if not (isinstance(time_factor, (int, float)) and time_factor > 0 and math.isfinite(time_factor)):
             raise ProfileError(f"time factor must be a finite number > 0, got {time_factor!r}")
@@ -193,7 +220,7 @@ class Profile:
             for layer in self.layers
         )
         settings = self.settings if device is None else replace(self.settings, device=device)
-        return Profile(settings=settings, layers=layers)
+        return Profile(settings=settings, layers=layers, data_ms=self.data_ms * time_factor)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of this profile (format, version, settings, layers)."""
@@ -203,7 +230,8 @@ class Profile:
             if "shape" in entry:
                 entry["shape"] = list(entry["shape"])
             layers.append(entry)
-        return {"format": FORMAT, "version": VERSION, "settings": asdict(self.settings), "layers": layers}
+        return {"format": FORMAT, "version": VERSION, "settings": asdict(self.settings), "layers": layers,
+                "data_ms": self.data_ms}
 
     @classmethod
     def from_dict(cls, data: Any) -> "Profile":
@@ -222,18 +250,21 @@ class Profile:
             raise ProfileError("missing 'layers' (a list of layer objects)")
         if not layers:
             raise ProfileError("'layers' is empty")
-        required = [f.name for f in fields(LayerProfile) if f.name not in ("kind", "shape")]
+        optional = ("kind", "shape", "paper_bytes")
+        required = [f.name for f in fields(LayerProfile) if f.name not in optional]
         parsed = []
         for index, entry in enumerate(layers):
             label = f"layers[{index}]"
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 label += f" ({entry['name']})"
-            values = _entry(entry, label, required, ("kind", "shape"))
+            values = _entry(entry, label, required, optional)
             try:
                 parsed.append(LayerProfile(**values))
             except ProfileError as exc:
                 raise ProfileError(f"{label}: {exc}") from None
-        return cls(settings=ProfileSettings(**settings), layers=tuple(parsed))
+        data_ms = data.get("data_ms", 0.0)
+        _check_number("profile", "data_ms", data_ms, integer=False)
+        return cls(settings=ProfileSettings(**settings), layers=tuple(parsed), data_ms=float(data_ms))
 
 
 def _entry(entry: Any, label: str, required: list[str], optional: tuple[str, ...]) -> dict[str, Any]:

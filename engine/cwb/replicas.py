@@ -23,6 +23,14 @@ wait for later stages is taken as the slowest node of the next pool (an upper bo
 the prediction is conservative); for identical boards this is exact. A node whose memory budget
 is below a stage's memory is never put on that stage; a node may stay idle.
 
+**Many boards.** Boards of one kind (speed, memory) are interchangeable, so plans are counted per
+kind. Up to ``MAX_ASSIGNMENTS`` per-kind splits every plan is evaluated (exact). Beyond that, and
+this is what keeps a 48-board rack of four kinds fast, the plan is built greedily: one node per
+stage (the fastest kind that fits), then one node at a time to wherever it cuts the predicted
+iteration most, then single-node moves between stages while one helps. For one kind this
+water-filling is exact (each added node goes to the stage with the largest ``H_s / r_s``); for
+several kinds it is a heuristic, and the plans it visited are listed best first.
+
 **Fixed chains (Figure 4a, the paper's baseline).** ``N // n`` chains each run one mini-batch in
 ``L`` (the chain latency = T of eq. 8), so an iteration takes ``L / (N // n)``.
 
@@ -43,8 +51,8 @@ from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel
 from engine.errors import PartitionError
 
-MAX_ASSIGNMENTS = 200_000
-"""Most node-to-stage assignments one replica search evaluates."""
+MAX_ASSIGNMENTS = 20_000
+"""Most node-to-stage assignments evaluated one by one; past it the greedy plan is built (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -125,12 +133,14 @@ def plan_replicas(
     pool: Sequence[NodeSpec],
     *,
     chain_latency_ms: float | None = None,
+    limit: int | None = None,
 ) -> ReplicaReport:
     """Every assignment of ``pool`` to the stages, fastest dynamic-chain plan first.
 
     ``work_ms`` is each stage's forward + backward on the profiled board (divided by a node's
     speed), ``memory_bytes`` what a node needs to serve it, ``cut_ms`` both directions of each cut.
     ``chain_latency_ms`` (default: the identical-board latency) sets the fixed-chain comparison.
+    Past ``limit`` (default ``MAX_ASSIGNMENTS``) assignments the plan is built greedily.
     """
     n = len(work_ms)
     if n < 1 or len(memory_bytes) != n:
@@ -148,11 +158,13 @@ def plan_replicas(
     total = 1
     for options in per_group:
         total *= len(options)
-    if total > MAX_ASSIGNMENTS:
-        raise PartitionError(f"{total} node-to-stage assignments exceed the limit of {MAX_ASSIGNMENTS}; group boards of one kind")
-    plans = []
     member_lists = list(groups.values())
-    for choice in itertools.product(*per_group):
+    if total > (MAX_ASSIGNMENTS if limit is None else limit):
+        plans = _greedy(work_ms, memory_bytes, cut_ms, member_lists)
+        per_group = []  # nothing left to enumerate
+    else:
+        plans = []
+    for choice in itertools.product(*per_group) if per_group else ():
         stages: list[list[NodeSpec]] = [[] for _ in range(n)]
         idle: list[str] = []
         for members, split in zip(member_lists, choice):
@@ -198,6 +210,85 @@ def _splits(count: int, allowed: Sequence[int], n: int):
         for b in bars:
             split[bins[b]] += 1
         yield tuple(split)
+
+
+def _greedy(work_ms, memory_bytes, cut_ms, groups: list[list[NodeSpec]]) -> list[ReplicaPlan]:
+    """Plans built one node at a time (module docstring, "Many boards"); best first, each once."""
+    n = len(work_ms)
+    allowed = [[s for s in range(n) if memory_bytes[s] <= members[0].memory_bytes] for members in groups]
+    counts = [[0] * n for _ in groups]
+    free = [len(members) for members in groups]
+    seen: dict[tuple, ReplicaPlan] = {}
+
+    def plan_of(table) -> ReplicaPlan:
+        key = tuple(map(tuple, table))
+        if key not in seen:
+            stages: list[list[NodeSpec]] = [[] for _ in range(n)]
+            idle: list[str] = []
+            for members, row in zip(groups, table):
+                position = 0
+                for s, count in enumerate(row):
+                    stages[s].extend(members[position : position + count])
+                    position += count
+                idle.extend(node.name for node in members[position:])
+            seen[key] = _evaluate(work_ms, cut_ms, stages, idle)
+        return seen[key]
+
+    # One node per stage: the stages fewest kinds can hold first, then the heaviest; the fastest kind that fits.
+    for s in sorted(range(n), key=lambda s: (sum(s in a for a in allowed), -work_ms[s])):
+        options = [g for g in range(len(groups)) if free[g] and s in allowed[g]]
+        if not options:
+            raise PartitionError(f"no free node has the memory for stage {s + 1} ({memory_bytes[s]} bytes)")
+        g = max(options, key=lambda g: groups[g][0].speed)
+        counts[g][s] += 1
+        free[g] -= 1
+
+    def moves(table):
+        """(kind, from stage or None = idle, to stage or None = idle) single-node changes, and swaps of two kinds."""
+        kinds = range(len(groups))
+        occupied = [sum(table[h][t] for h in kinds) for t in range(n)]
+        for g in kinds:
+            for s in allowed[g]:
+                if free[g]:
+                    yield ((g, None, s),)
+                if table[g][s] and occupied[s] > 1:
+                    yield ((g, s, None),)
+                for t in allowed[g]:
+                    if t != s and table[g][t]:
+                        if occupied[t] > 1:
+                            yield ((g, t, s),)
+                        for h in kinds:  # swap: g from t to s, h from s to t
+                            if h != g and table[h][s] and t in allowed[h]:
+                                yield ((g, t, s), (h, s, t))
+
+    def key(plan: ReplicaPlan) -> tuple:
+        # Ties on the bottleneck are broken by the next-slowest stages, so water-filling moves past them.
+        loads = sorted((hold / len(names) for hold, names in zip(plan.hold_ms, plan.nodes)), reverse=True)
+        return (round(plan.iteration_ms, 6), [round(load, 6) for load in loads])
+
+    current = plan_of(counts)
+    while True:
+        best_move, best_plan = None, current
+        for move in moves(counts):
+            trial = [row[:] for row in counts]
+            for g, source, target in move:
+                if target is not None:
+                    trial[g][target] += 1
+                if source is not None:
+                    trial[g][source] -= 1
+            candidate = plan_of(trial)
+            if key(candidate) < key(best_plan):
+                best_move, best_plan = move, candidate
+        if best_move is None:
+            break
+        for g, source, target in best_move:
+            if target is not None:
+                counts[g][target] += 1
+            if source is not None:
+                counts[g][source] -= 1
+            free[g] += (source is None) * -1 + (target is None) * 1
+        current = best_plan
+    return list(seen.values())
 
 
 def _evaluate(work_ms, cut_ms, stages: list[list[NodeSpec]], idle: list[str]) -> ReplicaPlan:

@@ -1,5 +1,12 @@
 """CWB partition search (paper Algorithm 2, generalised): exact best E over every cut set and node order that fits.
 
+With the paper's objective (``engine.cwb.plan``, the default) every cut set that fits memory is
+enumerated per node order, as Algorithm 2's loops over the candidate points do, depth first and
+cut short as soon as a stage overflows its node (memory balancing makes the lists short: 2 cut
+sets for ResNet-18 on 3 GB boards with the paper's accounting). Its E depends on compute and
+transfers separately, so the dominance argument below does not hold for it. The rest of this
+docstring describes the search for the ``busy`` objective.
+
 The paper enumerates the cut pairs left after memory balancing for three identical TX2s and
 keeps the pair with the highest E (eq. 9). We solve the same problem exactly for any number of
 partitions ``n``, any profile length ``q`` and mixed boards:
@@ -86,9 +93,16 @@ def search(
     if top < 1:
         raise PartitionError(f"top must be at least 1, got {top}")
     orders = node_orders(nodes, partitions, model, reorder=reorder, max_orders=max_orders)
-    finals: list[tuple[float, tuple[int, ...], tuple[NodeSpec, ...]]] = _seeds(model, orders[0], top)
+    finals: list[tuple[float, tuple[int, ...], tuple[NodeSpec, ...]]] = []
+    if model.objective == "busy":
+        finals = _seeds(model, orders[0], top)
     feasible = 0
     for order in orders:
+        if model.objective != "busy":
+            entries, count = _enumerate_order(model, order, top * 2)
+            feasible += count
+            finals = _unique_best(finals + entries, top * 2)
+            continue
         threshold = finals[top - 1][0] if len(finals) >= top else math.inf
         entries, count = _search_order(model, order, top, threshold)
         feasible += count
@@ -107,6 +121,53 @@ def search(
         feasible_count=feasible,
         orders_searched=len(orders),
     )
+
+
+MAX_CHAINS = 2_000_000
+"""Most fitting cut sets a paper-objective search scores on one node order."""
+
+
+def _enumerate_order(model: CostModel, order: Sequence[NodeSpec], keep: int):
+    """Every cut set that fits ``order`` (depth first); returns (the ``keep`` best (bracket, cuts, order), count).
+
+    The bracket is eq. 9's ``sum (c_k/T - 1/n)^2 = S2/T^2 - (2/n) C/T + 1/n`` with ``C`` the compute,
+    ``S2`` the sum of squared compute and ``T`` compute plus transfers.
+    """
+    q, n = model.q, len(order)
+    best: list[tuple[float, tuple[int, ...], tuple[NodeSpec, ...]]] = []
+    count = 0
+    chain = tuple(order)
+
+    def visit(k: int, start: int, c: float, s2: float, x: float, cuts: tuple[int, ...]) -> None:
+        nonlocal count
+        node = order[k]
+        prev = order[k - 1] if k > 0 else None
+        nxt = order[k + 1] if k + 1 < n else None
+        first_end = q if k == n - 1 else start + 1
+        for end in range(first_end, q - (n - 1 - k) + 1):
+            if model.state_bytes(start, end) > node.memory_bytes:
+                break
+            if model.memory_bytes(start, end) > node.memory_bytes:
+                continue
+            compute = model.compute_ms(start, end, node)
+            send = model.send_ms(start, end, node, prev, nxt)
+            tail = cuts + ((start - 1,) if k > 0 else ())
+            if k + 1 < n:
+                visit(k + 1, end, c + compute, s2 + compute * compute, x + send, tail)
+                continue
+            count += 1
+            if count > MAX_CHAINS:
+                raise PartitionError(
+                    f"more than {MAX_CHAINS} cut sets fit; give fewer partitions or smaller memory budgets"
+                )
+            total_c, total_s2, total = c + compute, s2 + compute * compute, c + compute + x + send
+            value = 0.0 if total <= 0 else total_s2 / (total * total) - 2.0 * total_c / (n * total) + 1.0 / n
+            best.append((max(value, 0.0), tail, chain))
+            if len(best) >= 4 * keep:
+                best[:] = _unique_best(best, keep)
+
+    visit(0, 0, 0.0, 0.0, 0.0, ())
+    return _unique_best(best, keep), count
 
 
 def _unique_best(items, keep: int):

@@ -28,7 +28,7 @@ class AssignmentRefused(EngineError):
 def emulation_targets(profile: Profile, start: int, end: int) -> dict[str, Any]:
     """The profile's figures an emulated board paces a stage to (``engine.dhp.emulation.Emulation``)."""
     e = Emulation.from_profile(profile, start, end, speed=1.0, time_scale=1.0, bandwidth=1.0)
-    return {"forward_ms": e.forward_ms, "backward_ms": e.backward_ms,
+    return {"forward_ms": e.forward_ms, "backward_ms": e.backward_ms, "data_ms": e.data_ms,
             "output_bytes": e.output_bytes, "input_bytes": e.input_bytes}
 
 
@@ -46,6 +46,7 @@ def assign_header(settings: RunSettings, plan: RunPlan, profile: Profile, stage:
         "memory": asdict(plan.memory[stage]),
         "emulation": emulation_targets(profile, start, end) if settings.emulate else None,
         "data": data,
+        "overlap": settings.overlap,
         "address": {"host": address[0], "port": address[1]},
     }
 

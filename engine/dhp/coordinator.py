@@ -305,7 +305,12 @@ class Coordinator(Faults):
         self._emit(NodeState, node=hop.to_node, stage=hop.stage, state="busy")
         self._emit(ChainLink, chain=hop.chain, batch=hop.batch, stage=hop.stage, from_node=hop.from_node, to_node=hop.to_node)
         host, port = self.addresses[hop.to_node]
-        await self.channels[hop.from_node].send(Op.NEXT_HOP, {"chain": hop.chain, "node": hop.to_node, "host": host, "port": port})
+        header: dict[str, Any] = {"chain": hop.chain, "node": hop.to_node, "host": host, "port": port}
+        if hop.stage == 1 and self.settings.overlap:  # the stage-1 node reads its next batch while it waits
+            batch = self._sched.reserve(hop.from_node)
+            if batch is not None:
+                header["prepare"] = batch
+        await self.channels[hop.from_node].send(Op.NEXT_HOP, header)
 
     async def _backward_done(self, node: str, message: Message) -> None:
         """Apply a BACKWARD_DONE in backward order: reports travel on different connections, so a node's may

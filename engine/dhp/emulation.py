@@ -6,6 +6,8 @@ backward on the TX2), divided by the node's ``speed`` and multiplied by ``time_s
 ten times faster than the board, keeping every ratio). A cut's tensors are paced to their
 *virtual* size, the profile's ``output_bytes`` of the layer before the cut, over the emulated link
 (``engine.cwb.transfer``: bytes / bandwidth + latency); the gradient sent back has the same size.
+A stage-1 node really builds each mini-batch (augments the two views from its decoded images) and
+stretches that to the profile's ``data_ms``, the board's measured time to read, decode and augment one.
 
 When the real work is slower than its target the step is not shortened to fit: the overrun is
 counted and reported (``overruns``), so an emulated timing that the host could not honour shows.
@@ -87,17 +89,20 @@ class Emulation:
         input_bytes: int,
         bandwidth: float,
         latency_ms: float = 0.0,
+        data_ms: float = 0.0,
     ) -> None:
         """``forward_ms``/``backward_ms``: the stage on the profiled board; ``output_bytes``: the virtual
         size of the activation it sends (0 on the last stage); ``input_bytes``: that of the activation it
-        receives, whose gradient it sends back (0 on the first stage); ``bandwidth`` in bytes/s."""
+        receives, whose gradient it sends back (0 on the first stage); ``bandwidth`` in bytes/s;
+        ``data_ms``: building one mini-batch on the board (stage 1 only, else 0)."""
         for name, value in (("speed", speed), ("time scale", time_scale)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"emulated {name} must be a finite number > 0, got {value!r}")
-        if min(forward_ms, backward_ms, output_bytes, input_bytes) < 0:
-            raise ConfigError("emulated stage times and sizes must not be negative")
+        if not all(math.isfinite(x) and x >= 0 for x in (forward_ms, backward_ms, output_bytes, input_bytes, data_ms)):
+            raise ConfigError("emulated stage times and sizes must be finite and not negative")
         self.speed, self.time_scale = float(speed), float(time_scale)
         self.forward_ms, self.backward_ms = float(forward_ms), float(backward_ms)
+        self.data_ms = float(data_ms)
         self.output_bytes, self.input_bytes = int(output_bytes), int(input_bytes)
         self.network = Network(bandwidth=bandwidth, latency_ms=latency_ms)
         self.stretches = 0
@@ -114,10 +119,11 @@ class Emulation:
         cls, profile: Profile, start: int, end: int, *, speed: float, time_scale: float,
         bandwidth: float, latency_ms: float = 0.0,
     ) -> "Emulation":
-        """The emulation of a stage holding profile units ``[start, end)``."""
+        """The emulation of a stage holding profile units ``[start, end)``; the first stage also builds batches."""
         _check_range(profile, start, end)
         layers = profile.layers[start:end]
         return cls(
+            data_ms=profile.data_ms if start == 0 else 0.0,
             speed=speed,
             time_scale=time_scale,
             forward_ms=sum(layer.forward_ms for layer in layers),
@@ -132,6 +138,11 @@ class Emulation:
     def forward_s(self) -> float:
         """Target seconds of the stage's forward: profile ms x time_scale / speed."""
         return self.forward_ms * self.time_scale / self.speed / 1000.0
+
+    @property
+    def data_s(self) -> float:
+        """Target seconds to build one mini-batch (stage 1): profile ms x time_scale / speed."""
+        return self.data_ms * self.time_scale / self.speed / 1000.0
 
     @property
     def backward_s(self) -> float:

@@ -16,6 +16,8 @@
 A known gap: a node killed after delivering its gradient but before its BACKWARD_DONE reached the
 coordinator has its chain aborted although the earlier stages could finish it; they then also
 train that mini-batch once more when it is requeued. The iteration is still counted exactly once.
+With overlap a node reports BACKWARD_DONE while its gradient is still on the wire, so a lost node
+also takes down the chains whose gradient it may not have delivered (its predecessor still waits).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class Faults:
         log.warning("node %s lost (%s); requeued %s", node, reason, list(loss.requeued) or "nothing")
         for hop in loss.hops:
             await self._hop(hop)
+        if self.settings.overlap and loss.fatal is None:
+            for chain in self._gradients_from(node):
+                await self._give_up(chain, f"{node} was lost with its gradient on the way")
         if loss.fatal is None and self.settings.mode == "dynamic" and self._reconnect is not None:
             self._rejoins[node] = asyncio.get_running_loop().create_task(self._rejoin(node, self._stage_of[node]))
 
@@ -130,14 +135,28 @@ class Faults:
             if self._sched.is_waiting(chain):
                 flight.progress = now  # it waits its turn; its clock restarts when a node takes it
                 continue
-            aborted = self._sched.abort(chain)
-            del self._flight[chain]
-            record = aborted.chain
-            reason = f"no report for {limit:.3g} s (chain reached {', '.join(record.nodes)})"
-            log.warning("chain %d (batch %d) stalled: %s; its batch is handed out again", chain, record.batch, reason)
-            for member in aborted.freed:
-                await self.channels[member].send(Op.ABORT, {"chain": chain})
-                self._emit(NodeState, node=member, stage=self._stage_of[member], state="idle")
-            self._emit(ChainAborted, chain=chain, batch=record.batch, nodes=record.nodes, reason=reason)
-            for hop in aborted.hops:
-                await self._hop(hop)
+            nodes = ", ".join(self._sched.chain_info(chain).nodes)
+            await self._give_up(chain, f"no report for {limit:.3g} s (chain reached {nodes})")
+
+    def _gradients_from(self: Coordinator, node: str) -> list[int]:
+        """Chains whose member before ``node`` still waits for the gradient ``node`` reported sending."""
+        busy, chains = self._sched.busy, []
+        for chain in self._flight:
+            members = self._sched.chain_info(chain).nodes
+            at = members.index(node) if node in members else 0
+            if at > 0 and busy.get(node) != chain and busy.get(members[at - 1]) == chain:
+                chains.append(chain)
+        return chains
+
+    async def _give_up(self: Coordinator, chain: int, reason: str) -> None:
+        """Abort ``chain``: its members drop it, its batch is handed out again (ChainAborted)."""
+        aborted = self._sched.abort(chain)
+        del self._flight[chain]
+        record = aborted.chain
+        log.warning("chain %d (batch %d) given up: %s; its batch is handed out again", chain, record.batch, reason)
+        for member in aborted.freed:
+            await self.channels[member].send(Op.ABORT, {"chain": chain})
+            self._emit(NodeState, node=member, stage=self._stage_of[member], state="idle")
+        self._emit(ChainAborted, chain=chain, batch=record.batch, nodes=record.nodes, reason=reason)
+        for hop in aborted.hops:
+            await self._hop(hop)

@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from engine.cwb.fastest import fixed_lanes
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel
+from engine.cwb.planner import DEFAULT_ACCOUNTING, DEFAULT_OBJECTIVE, plan_partitions
 from engine.cwb.profile_format import Profile
-from engine.cwb.replicas import ReplicaReport, replicas_for
-from engine.cwb.search import infeasible_message, search, smallest_partitions
+from engine.cwb.replicas import ReplicaPlan, ReplicaReport, replicas_for
 from engine.cwb.transfer import Network
+from engine.cwb.units import format_bytes
 from engine.dhp.emulation import StageMemory, stage_memory
 from engine.errors import PartitionError
 from engine.model import ModelConfig, build_model
@@ -91,36 +93,41 @@ def plan_run(
     partitions: int | None = None,
     cuts: Sequence[int] | None = None,
     stage_one: Sequence[str] | None = None,
+    accounting: str = DEFAULT_ACCOUNTING,
+    objective: str = DEFAULT_OBJECTIVE,
+    replicas: Sequence[int] | None = None,
 ) -> RunPlan:
     """Cut the profiled model for ``pool`` and place the nodes.
 
-    ``cuts`` (profile layer indices) skip the search, e.g. when resuming; otherwise CWB searches
-    ``partitions`` stages (default: the fewest that fit the budgets). ``stage_one`` lists the nodes that
-    can read the dataset; only they are placed on stage 1 (None: every node can).
+    ``cuts`` (profile layer indices) skip the search, e.g. when resuming or running a recommended
+    plan; otherwise CWB searches ``partitions`` stages (default: the fewest that fit the budgets).
+    ``replicas`` (nodes per stage, dynamic mode) replaces the analytic best replica plan.
+    ``stage_one`` lists the nodes that can read the dataset; only they are placed on stage 1 (None:
+    every node can). ``accounting`` and ``objective`` are CWB's (``engine.cwb.plan``).
     """
-    model = CostModel(profile, network)
+    if mode not in ("dynamic", "fixed"):
+        raise PartitionError(f"unknown mode {mode!r}; choose one of dynamic, fixed")
     if cuts is not None:
+        model = CostModel(profile, network, accounting=accounting, objective=objective)
         order = _order_for_cuts(model, tuple(cuts), pool)
         candidate = model.evaluate(tuple(cuts), order, "resume")
     else:
-        if partitions is None:
-            partitions = smallest_partitions(model, pool)
-            if partitions is None:
-                raise PartitionError(infeasible_message(model, pool, min(len(pool), model.q)))
-        if partitions > len(pool):
+        if partitions is not None and partitions > len(pool):
             raise PartitionError(f"{partitions} partitions need at least {partitions} nodes; the cluster has {len(pool)}")
-        candidate = search(model, pool, partitions, top=1).best
+        planned = plan_partitions(profile, pool, network, partitions=partitions, accounting=accounting,
+                                  objective=objective, top=1)
+        model, candidate = planned.model, planned.best
     n = len(candidate.stages)
     report = replicas_for(model, candidate, pool)
     work = tuple(model.profile_ms(s.first_layer, s.last_layer + 1) for s in candidate.stages)
     if mode == "dynamic":
-        stages = [list(names) for names in report.best.nodes]
-        predicted = report.best.iteration_ms
-    elif mode == "fixed":
-        stages = _fixed_lanes(model, candidate, pool)
-        predicted = report.fixed_iteration_ms
+        chosen = report.best if replicas is None else _with_replicas(report, tuple(replicas))
+        stages = [list(names) for names in chosen.nodes]
+        predicted = chosen.iteration_ms
     else:
-        raise PartitionError(f"unknown mode {mode!r}; choose dynamic or fixed")
+        by_name = {node.name: node for node in pool}
+        stages = fixed_lanes(model, candidate.cuts, pool, [by_name[name] for name in candidate.order])
+        predicted = report.fixed_iteration_ms
     by_name = {node.name: node for node in pool}
     if stage_one is not None:
         _put_data_nodes_first(stages, set(stage_one), by_name)
@@ -133,7 +140,7 @@ def plan_run(
         stages=tuple(tuple(names) for names in stages),
         idle=tuple(node.name for node in pool if node.name not in used),
         units=units,
-        memory=tuple(stage_memory(profile, a, b) for a, b in units),
+        memory=tuple(_stage_memory(model, a, b) for a, b in units),
         work_ms=work,
         cut_ms=candidate.cut_transfer_ms,
         predicted_ms=predicted if n > 0 else 0.0,
@@ -142,42 +149,45 @@ def plan_run(
     )
 
 
+def _stage_memory(model: CostModel, start: int, end: int) -> StageMemory:
+    """What a stage needs in the plan's accounting (the node checks it against its budget)."""
+    exact = stage_memory(model.profile, start, end)
+    if model.accounting == "exact":
+        return exact
+    held = exact.weights + exact.gradients + exact.optimizer
+    return StageMemory(exact.weights, exact.gradients, exact.optimizer, model.memory_bytes(start, end) - held, 0)
+
+
+def _with_replicas(report: ReplicaReport, replicas: tuple[int, ...]) -> ReplicaPlan:
+    """The fastest listed plan with ``replicas`` nodes per stage; PartitionError naming the fastest ones otherwise."""
+    if len(replicas) != len(report.best.replicas):
+        raise PartitionError(f"--replicas gives {len(replicas)} stages but the plan has {len(report.best.replicas)}")
+    for plan in report.plans:
+        if plan.replicas == replicas:
+            return plan
+    offered = ", ".join(dict.fromkeys("/".join(map(str, plan.replicas)) for plan in report.plans[:5]))
+    raise PartitionError(f"no assignment of these nodes serves the stages {'/'.join(map(str, replicas))} "
+                         f"(memory or node count); the fastest are {offered}")
+
+
 def _order_for_cuts(model: CostModel, cuts: tuple[int, ...], pool: Sequence[NodeSpec]) -> tuple[NodeSpec, ...]:
-    """A chain of distinct nodes that fit the stages of ``cuts`` (for evaluating a given cut)."""
+    """A chain of distinct nodes that fit the stages of ``cuts``; PartitionError saying which stage is over and by how much."""
     bounds = (0,) + tuple(c + 1 for c in cuts) + (model.q,)
     order, left = [], list(pool)
-    for start, end in zip(bounds, bounds[1:]):
+    for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
         need = model.memory_bytes(start, end)
-        fit = next((node for node in left if node.memory_bytes >= need), None)
+        fit = next((node for node in sorted(left, key=lambda n: n.memory_bytes) if node.memory_bytes >= need), None)
         if fit is None:
-            raise PartitionError(f"no node left can hold layers {start}..{end - 1} ({need} bytes) of the stored cut")
+            largest = max((node.memory_bytes for node in left), default=0)
+            names = model.profile.names
+            raise PartitionError(
+                f"stage {index + 1} ({names[start]} .. {names[end - 1]}) needs {format_bytes(need)} "
+                f"({model.accounting} accounting) but the largest free node has {format_bytes(largest)}: "
+                f"{format_bytes(need - largest)} over; cut elsewhere or give the nodes more memory"
+            )
         order.append(fit)
         left.remove(fit)
     return tuple(order)
-
-
-def _fixed_lanes(model: CostModel, candidate: Candidate, pool: Sequence[NodeSpec]) -> list[list[str]]:
-    """``N // n`` chains: CWB's chain first, then chains of nodes like it (same board) where possible."""
-    n = len(candidate.stages)
-    by_name = {node.name: node for node in pool}
-    first = [by_name[name] for name in candidate.order]
-    left = [node for node in pool if node.name not in candidate.order]
-    lanes = [first]
-    for _ in range(len(pool) // n - 1):
-        lane = []
-        for stage, model_node in zip(candidate.stages, first):
-            need = model.memory_bytes(stage.first_layer, stage.last_layer + 1)
-            fits = [node for node in left if node.memory_bytes >= need]
-            if not fits:
-                break
-            same = [node for node in fits if (node.speed, node.memory_bytes) == (model_node.speed, model_node.memory_bytes)]
-            pick = (same or fits)[0]
-            lane.append(pick)
-            left.remove(pick)
-        if len(lane) < n:
-            break
-        lanes.append(lane)
-    return [[lane[s].name for lane in lanes] for s in range(n)]
 
 
 def _put_data_nodes_first(stages: list[list[str]], readers: set[str], pool: Mapping[str, NodeSpec]) -> None:

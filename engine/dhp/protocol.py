@@ -8,11 +8,13 @@ Per mini-batch (dynamic chains, paper Fig. 4b; fixed chains use the same message
 
     coordinator -> stage-1 node   START {chain, batch, iteration}
     stage-s node -> coordinator   FORWARD_DONE {chain, ms}
-    coordinator -> stage-s node   NEXT_HOP {chain, node, host, port}       (a free stage-s+1 node)
+    coordinator -> stage-s node   NEXT_HOP {chain, node, host, port, prepare?}  (a free stage-s+1 node;
+                                  ``prepare``: the batch a stage-1 node STARTs next, to build while it waits)
     stage-s node -> that node     ACTIVATION {chain, batch, iteration, reply_to} + activation
     last stage -> its predecessor GRADIENT {chain} + input gradient        (after loss and backward)
     every node -> coordinator     BACKWARD_DONE {chain, loss?, timing}     (stage 1's ends the iteration)
 
+With overlap, a node sends BACKWARD_DONE once its backward is done and its gradient is on its way.
 A node holds one mini-batch at a time; ABORT {chain} makes it drop a chain whose member was lost.
 Requests that expect an answer carry ``req`` (an int) and the answer echoes it.
 """
@@ -46,7 +48,7 @@ class Op(str, enum.Enum):
     FORWARD_DONE = "forward_done"
     """node -> coordinator: the forward of ``chain`` is done; the node waits for NEXT_HOP."""
     NEXT_HOP = "next_hop"
-    """coordinator -> node: send the activation of ``chain`` to ``node`` at ``host:port``."""
+    """coordinator -> node: send the activation of ``chain`` to ``node`` at ``host:port`` (``prepare``: build that batch now)."""
     ACTIVATION = "activation"
     """node -> next node (data connection): the activation of ``chain``; ``reply_to`` is where the gradient goes."""
     GRADIENT = "gradient"

@@ -27,6 +27,12 @@ chain is aborted keeps its iteration and is handed out again before any new one.
 ``average_every = K`` the scheduler stops admitting new batches after each ``K``-th handed out (and
 after the last) and drains; the caller averages once ``drained`` and calls ``end_drain()``.
 
+**Reservations** (overlap, paper 3.3.2): a stage-0 node that has sent its activation on waits for the
+rest of its chain; ``reserve(node)`` takes the batch that node will START next, so it can read and
+augment it meanwhile. A reserved batch counts as handed out: ``admit`` starts it on that node once it
+is free (even while draining, since it was taken before the drain), and it goes back to the queue if
+the node is lost.
+
 Stages are 0-based indices in the API; messages for people count from 1, like the paper's partitions.
 """
 
@@ -108,6 +114,7 @@ class ChainScheduler:
         self._draining = False
         self._fatal: str | None = None
         self._chain_ids = 0
+        self._reserved: dict[str, int] = {}
         self.completed = 0
         """Chains completed by this scheduler."""
 
@@ -147,7 +154,7 @@ class ChainScheduler:
     @property
     def remaining(self) -> int:
         """Iterations not yet completed (queued, in flight or new)."""
-        return self._end - self._next + len(self._retry) + len(self._chains)
+        return self._end - self._next + len(self._retry) + len(self._chains) + len(self._reserved)
 
     @property
     def finished(self) -> bool:
@@ -161,8 +168,13 @@ class ChainScheduler:
 
     @property
     def drained(self) -> bool:
-        """True when draining and no chain is in flight: the replicas can be averaged now."""
-        return self._draining and not self._chains
+        """True when draining and no chain is in flight or reserved: the replicas can be averaged now."""
+        return self._draining and not self._chains and not self._reserved
+
+    @property
+    def reserved(self) -> dict[str, int]:
+        """Stage-0 nodes and the batch each will START next (``reserve``)."""
+        return dict(self._reserved)
 
     @property
     def fatal(self) -> str | None:
@@ -191,7 +203,7 @@ class ChainScheduler:
 
     def admit(self) -> list[Start]:
         """Chains to start now, one per free stage-0 node (fixed: per fixed chain whose nodes are free)."""
-        if self._fatal or self._draining:
+        if self._fatal:
             return []
         if self.mode == "fixed":
             entries = [lane[0] for lane in self._lanes if all(node not in self._holder for node in lane)]
@@ -199,18 +211,38 @@ class ChainScheduler:
             entries = [node for node in self._stages[0] if node not in self._holder]
         starts = []
         for node in entries:
-            batch = self._take()
-            if batch is None:
-                break
+            if node in self._reserved:
+                batch = self._reserved.pop(node)
+            elif self._draining:
+                continue
+            else:
+                batch = self._take()
+                if batch is None:
+                    continue
             self._chain_ids += 1
             lane = next(j for j, l in enumerate(self._lanes) if l[0] == node) if self.mode == "fixed" else None
             chain = _Chain(self._chain_ids, batch, node, lane)
             self._chains[chain.id] = chain
             self._hold(node, chain.id)
             starts.append(Start(chain.id, node, batch, chain.iteration))
-            if self._draining:
-                break
         return starts
+
+    def reserve(self, node: str) -> int | None:
+        """Take the batch stage-0 ``node`` will START next (it prepares it while its chain runs on); None when
+        no batch is due before the next drain, the node is lost, or the run cannot go on. Asking again returns the
+        same batch."""
+        if node in self._lost:
+            return None
+        if self._stage_of.get(node) != 0:
+            raise ScheduleError(f"node {node!r} does not serve stage 1; only stage-1 nodes read batches")
+        if node in self._reserved:
+            return self._reserved[node]
+        if self._fatal or self._draining:
+            return None
+        batch = self._take()
+        if batch is not None:
+            self._reserved[node] = batch
+        return batch
 
     def request_next_hop(self, chain: int, node: str) -> str | None:
         """``node`` (the chain's last node) finished its forward: the next stage's node now, or None (queued)."""
@@ -282,6 +314,9 @@ class ChainScheduler:
         for table in (self._hold_ms, self._work_ms):
             table.pop(node, None)
         aborted, freed, requeued = [], [], []
+        if node in self._reserved:
+            requeued.append(self._reserved.pop(node))
+            self._retry.append(requeued[-1])
         if node in self._holder:
             c = self._chains[self._holder[node]]
             freed = [member for member in self._drop(c) if member != node]

@@ -28,6 +28,9 @@ class RunSettings:
     """``dynamic`` (Fig. 4b) or ``fixed`` chains (Fig. 4a)."""
     policy: str = "first_free"
     """Next-hop policy of dynamic chains: ``first_free`` (the paper) or ``earliest_finish``."""
+    overlap: bool = True
+    """Overlap communication with computation (paper 3.3.2): a node takes its next chain while its gradient is on
+    the wire, and a stage-1 node reads and augments its next mini-batch while it waits for its chain."""
     average_every: int = 100
     """Average the replicas of each stage every this many iterations (paper: 100); 0: only at the end."""
     seed: int = 0

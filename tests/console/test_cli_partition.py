@@ -36,7 +36,7 @@ def test_table_marks_the_choice_and_draws_the_strip(profile):
     out = done.stdout
     assert "Partitions 3 (the fewest that fit memory)" in out
     assert "★" in out and "CWB candidates" in out
-    assert "Cut points (cwb): after relu, layer1.1" in out
+    assert "Cut points (cwb): after layer1.0, layer3.1.conv" in out
     assert "Replica plan (dynamic chains): 3/2/1" in out
     assert "layers " in out and "time " in out and "memory " in out
 
@@ -47,14 +47,31 @@ def test_json_has_the_same_report(profile):
     data = json.loads(done.stdout)
     assert data["partitions"] == 3 and data["partitions_automatic"] is True
     cwb = data["methods"]["cwb"]
-    assert cwb["best"]["cut_after"] == ["relu", "layer1.1"] and cwb["best"]["fits"]
+    assert cwb["best"]["cut_after"] == ["layer1.0", "layer3.1.conv"] and cwb["best"]["fits"]
+    assert data["objective"] == "paper" and data["memory_accounting"] == "exact"
     assert len(cwb["candidates"]) == 10 and cwb["feasible_count"] == 31
     assert data["methods"]["pipedream"]["best"]["fits"] is False
     assert data["methods"]["gpipe"]["best"]["fits"] is False
     assert data["replicas"]["best"]["replicas"] == [3, 2, 1]
     assert data["network"]["bandwidth_bytes_per_s"] == 125_000_000
-    shares = [s["share"] for s in cwb["best"]["stages"]]
-    assert sum(shares) == pytest.approx(1.0)
+    shares = [s["share"] for s in cwb["best"]["stages"]]  # compute / T: they leave the transfers' share
+    assert sum(shares) == pytest.approx(1.0 - cwb["best"]["transfer_share"])
+
+
+def test_busy_objective_is_the_named_alternative(profile):
+    done = litesrl("--profile", str(profile), "--nodes", "6", "--memory-per-node", "3GB", "--json", "--objective", "busy")
+    assert done.returncode == 0, done.stderr
+    best = json.loads(done.stdout)["methods"]["cwb"]["best"]
+    assert best["cut_after"] == ["relu", "layer1.1"] and best["objective"] == "busy"
+    assert sum(s["share"] for s in best["stages"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("option,value,choices", [("--objective", "fast", "paper, busy"),
+                                                  ("--memory-accounting", "guess", "exact, paper")])
+def test_unknown_choice_is_one_line_with_the_valid_ones(profile, option, value, choices):
+    done = litesrl("--profile", str(profile), "--nodes", "6", "--memory-per-node", "3GB", option, value)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"choose one of {choices}" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_method_all_shows_side_by_side(profile):
@@ -117,11 +134,13 @@ def test_mixed_nodes_file(profile, tmp_path):
     assert sum(three["replicas"]["best"]["replicas"]) + len(three["replicas"]["best"]["idle"]) == 5
 
 
-def test_a_faster_fitting_cut_than_the_best_e_one_is_offered_to_train():
+def test_paper_accounting_on_the_reference_profile_gives_the_papers_cut():
     reference = REPO / "assets" / "profiles" / "tx2-resnet18.json"
-    done = litesrl("--profile", str(reference), "--nodes", "6", "--memory-per-node", "3GB", "--partitions", "3", "--method", "all")
+    done = litesrl("--profile", str(reference), "--nodes", "6", "--memory-per-node", "3GiB",
+                   "--memory-accounting", "paper", "--json")
     assert done.returncode == 0, done.stderr
-    # CWB's best E (balance) cuts after layer1_1, layer2_1; PipeDream's slowest node is faster and fits 3 GB.
-    assert "Cut points (cwb): after layer1_1, layer2_1" in done.stdout
-    assert "E rewards balance, not speed" in done.stdout
-    assert "`litesrl train --cut-after layer2_0,layer3_0`" in done.stdout
+    data = json.loads(done.stdout)
+    assert data["partitions"] == 3 and data["partitions_automatic"]  # 7.6 GB over 3 GB boards, as in the paper
+    best = data["methods"]["cwb"]["best"]
+    assert best["cut_after"] == ["maxpool", "layer1_1"] and data["methods"]["cwb"]["feasible_count"] == 2
+    assert [round(s["compute_ms"]) for s in best["stages"]] == [1037, 1142, 922]  # Table 5

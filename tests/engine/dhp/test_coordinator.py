@@ -45,7 +45,7 @@ async def test_one_fixed_chain_equals_single_process_training(chain, data, tmp_p
     run = settings(7, tmp_path / "out", mode="fixed", average_every=0)
     coordinator = await coordinator_for(chain, run, tmp_path / "events.jsonl")
     plan = plan_for(coordinator, "fixed")
-    assert plan.stages == (("a",), ("b",), ("c",)) and plan.cut_names == ("layer1_1", "layer2_1")
+    assert plan.stages == (("a",), ("b",), ("c",)) and plan.cut_names == ("maxpool", "layer2_0")
     result = await coordinator.run(plan, PROFILE)
     await coordinator.close()
 

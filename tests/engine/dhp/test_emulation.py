@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -25,6 +26,17 @@ def test_targets_from_the_profile_slice():
     last = Emulation.from_profile(profile, 7, len(profile.layers), speed=1.0, time_scale=1.0, bandwidth=125e6)
     assert first.gradient_send_s == 0.0 and last.activation_send_s == 0.0  # nothing upstream / downstream
     assert first.activation_send_s == pytest.approx(profile.layers[1].output_bytes / 125e6)
+
+
+def test_only_the_first_stage_builds_batches_for_the_profiles_data_time():
+    profile = replace(paper_like_profile(), data_ms=640.0)
+    first = Emulation.from_profile(profile, 0, 2, speed=2.0, time_scale=0.1, bandwidth=125e6)
+    later = Emulation.from_profile(profile, 2, 7, speed=2.0, time_scale=0.1, bandwidth=125e6)
+    assert first.data_s == pytest.approx(640.0 * 0.1 / 2.0 / 1000) and later.data_s == 0.0
+    assert Emulation.from_profile(paper_like_profile(), 0, 2, speed=1, time_scale=1, bandwidth=1e9).data_s == 0.0
+    with pytest.raises(ConfigError, match="finite"):
+        Emulation(speed=1, time_scale=1, forward_ms=1, backward_ms=1, output_bytes=0, input_bytes=0, bandwidth=1e9,
+                  data_ms=float("nan"))
 
 
 async def test_stretch_sleeps_the_remainder_without_counting_an_overrun():

@@ -27,9 +27,11 @@ class Driver:
     double-books a node, and of every completed batch.
     """
 
-    def __init__(self, scheduler: ChainScheduler, rng: random.Random | None = None) -> None:
+    def __init__(self, scheduler: ChainScheduler, rng: random.Random | None = None, reserve: bool = False) -> None:
         self.s = scheduler
         self.rng = rng
+        self.reserve = reserve
+        """Reserve each stage-0 node's next batch when its activation leaves (overlap), as the coordinator does."""
         self.actions: list[tuple[str, int, str]] = []  # ("forward", chain, node) | ("backward", chain, node)
         self.holding: dict[str, int] = {}
         self.completed: list[int] = []
@@ -51,6 +53,12 @@ class Driver:
             assert self.stage[hop.to_node] == hop.stage and self.stage[hop.from_node] == hop.stage - 1
             self._hold(hop.to_node, hop.chain)
             self.actions.append(("forward", hop.chain, hop.to_node))
+            self._reserve(hop.from_node, hop.stage)
+
+    def _reserve(self, node: str, stage: int) -> None:
+        if self.reserve and stage == 1:
+            batch = self.s.reserve(node)
+            assert batch is None or self.s.reserved[node] == batch
 
     def step(self) -> None:
         index = self.rng.randrange(len(self.actions)) if self.rng else 0
@@ -65,6 +73,7 @@ class Driver:
                 assert self.stage[target] == self.stage[node] + 1
                 self._hold(target, chain)
                 self.actions.append(("forward", chain, target))
+                self._reserve(node, self.stage[node] + 1)
             return
         info = self.s.chain_info(chain)
         position = info.nodes.index(node)
@@ -367,7 +376,7 @@ def test_random_event_orders_with_faults_keep_the_invariants(seed):
     stages = [[f"s{s}n{i}" for i in range(rng.randint(1, 3))] for s in range(rng.randint(2, 4))]
     iterations = rng.randint(5, 40)
     s = ChainScheduler(stages, iterations=iterations, policy=policy, clock=clock, average_every=rng.choice([0, 3, 7]))
-    d = Driver(s, rng)
+    d = Driver(s, rng, reserve=seed % 4 < 2)
     d.admit()
     lost: list[tuple[str, int]] = []
     for _ in range(20_000):
@@ -394,14 +403,14 @@ def test_random_event_orders_with_faults_keep_the_invariants(seed):
                 d.s.record_time(rng.choice([n for st in s.stages for n in st]), rng.uniform(1, 100))
     assert s.finished, f"stalled: {s.remaining} left, {len(d.actions)} actions"
     assert sorted(d.completed) == list(range(iterations))  # each batch completed exactly once
-    assert d.holding == {} and s.busy == {} and s.in_flight == 0
+    assert d.holding == {} and s.busy == {} and s.in_flight == 0 and s.reserved == {}
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_random_event_orders_in_fixed_mode_keep_every_chain_on_its_lane(seed):
     stages = [["a", "b", "x"], ["c", "d"], ["e", "f", "g"]]
     s = ChainScheduler(stages, iterations=30, mode="fixed")
-    d = Driver(s, random.Random(seed))
+    d = Driver(s, random.Random(seed), reserve=seed % 2 == 0)
     d.run()
     assert sorted(d.completed) == list(range(30))
     assert {r.nodes for r in d.records} == {("a", "c", "e"), ("b", "d", "f")}
@@ -423,3 +432,37 @@ def test_hold_times_are_measured_on_completion_only():
     clock.t = 1.1
     s.node_lost("b")  # aborts after 100 ms: not a hold time of a
     assert s.mean_hold_ms("a") == pytest.approx(1000.0) and s.mean_hold_ms("b") is None
+
+
+def test_a_reserved_batch_starts_on_its_node_next_and_counts_as_handed_out():
+    s = ChainScheduler(PAPER, iterations=5, average_every=4)
+    starts = s.admit()
+    assert [x.batch for x in starts] == [0, 1, 2]
+    n1 = starts[0]
+    assert s.request_next_hop(n1.chain, "n1") == "n4"
+    assert s.reserve("n1") == 3 and s.reserve("n1") == 3  # asking again keeps the same batch
+    assert s.draining and s.reserve("n2") is None  # batch 3 was the 4th handed out: drain before batch 4
+    with pytest.raises(ScheduleError, match="does not serve stage 1"):
+        s.reserve("n4")
+    d = Driver(s)
+    d.holding = {"n1": n1.chain, "n4": n1.chain, "n2": starts[1].chain, "n3": starts[2].chain}
+    d.actions = [("forward", n1.chain, "n4"), ("forward", starts[1].chain, "n2"), ("forward", starts[2].chain, "n3")]
+    while s.in_flight and not s.reserved == {}:
+        d.step()
+        assert not s.drained or not s.reserved  # never drained while a reserved batch waits
+    assert "n1" in d.holding and s.chain_info(d.holding["n1"]).batch == 3  # n1 was admitted with its batch
+    while d.actions:
+        d.step()
+    assert s.drained and s.completed == 4 and s.remaining == 1
+
+
+def test_a_lost_node_gives_its_reserved_batch_back():
+    s = ChainScheduler(PAPER, iterations=10)
+    first = s.admit()[0]
+    s.request_next_hop(first.chain, "n1")
+    assert s.reserve("n1") == 3 and s.remaining == 10
+    loss = s.node_lost("n1")
+    assert 3 in loss.requeued and s.reserved == {} and s.remaining == 10
+    later = ChainScheduler(PAPER, iterations=10)
+    later.admit()
+    assert later.reserve("n2") == 3

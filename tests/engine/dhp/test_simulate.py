@@ -7,11 +7,12 @@ from engine.cwb.plan import CostModel
 from engine.cwb.replicas import plan_replicas
 from engine.cwb.transfer import Network
 from engine.dhp.simulate import (
-    PAPER_LOAD_MS,
+    PAPER_DATA_FIT_MS,
+    PAPER_P2_ITERATIONS,
     PAPER_STAGE_MS,
     PAPER_TABLE5_MS,
     PAPER_TABLE6_MS,
-    PAPER_TRANSFER_MS,
+    PAPER_TRANSFER_FIT_MS,
     SimConfig,
     StageTime,
     simulate,
@@ -31,23 +32,24 @@ def _times(table: dict[str, float]) -> dict[str, StageTime]:
     return {node: StageTime(ms / 3, 2 * ms / 3) for node, ms in table.items()}
 
 
-def _paper(mode: str, *, load_ms: float, transfer_ms: float, average_every: int = 0, policy: str = "first_free"):
+def _paper(mode: str, *, data_ms: float, transfer_ms: float, average_every: int = 0, policy: str = "first_free",
+           overlap: bool = False):
     stages, table = (FIXED_222, TABLE5_NODES) if mode == "fixed" else (DYNAMIC_321, TABLE6_NODES)
     return simulate(SimConfig(
         stages, _times(table), (transfer_ms, transfer_ms), 1000, mode=mode, policy=policy,
-        average_every=average_every, load_ms=load_ms,
+        average_every=average_every, data_ms=data_ms, overlap=overlap,
     ))
 
 
 def test_the_reading_of_tables_5_and_6():
-    assert PAPER_TRANSFER_MS == pytest.approx(859.25) and PAPER_LOAD_MS == pytest.approx(607.0)
-    assert sum(PAPER_STAGE_MS) + PAPER_LOAD_MS + 4 * PAPER_TRANSFER_MS == pytest.approx(2 * PAPER_TABLE5_MS)
+    assert PAPER_TRANSFER_FIT_MS == pytest.approx(859.25) and PAPER_DATA_FIT_MS == pytest.approx(607.0)
+    assert sum(PAPER_STAGE_MS) + PAPER_DATA_FIT_MS + 4 * PAPER_TRANSFER_FIT_MS == pytest.approx(2 * PAPER_TABLE5_MS)
 
 
 @pytest.mark.parametrize("policy", ["first_free", "earliest_finish"])
 def test_paper_fixed_and_dynamic_chains(policy):
-    fixed = _paper("fixed", load_ms=PAPER_LOAD_MS, transfer_ms=PAPER_TRANSFER_MS)
-    dynamic = _paper("dynamic", load_ms=PAPER_LOAD_MS, transfer_ms=PAPER_TRANSFER_MS, policy=policy)
+    fixed = _paper("fixed", data_ms=PAPER_DATA_FIT_MS, transfer_ms=PAPER_TRANSFER_FIT_MS)
+    dynamic = _paper("dynamic", data_ms=PAPER_DATA_FIT_MS, transfer_ms=PAPER_TRANSFER_FIT_MS, policy=policy)
     assert fixed.iteration_ms == pytest.approx(PAPER_TABLE5_MS, rel=1e-3)  # Table 5: 3572 ms
     assert [n.iterations for n in fixed.nodes] == [500] * 6  # "the 2 chains had each been running for 500"
     assert dynamic.iteration_ms == pytest.approx(PAPER_TABLE6_MS, rel=0.01)  # Table 6: 2750 ms
@@ -64,8 +66,8 @@ def test_paper_fixed_and_dynamic_chains(policy):
 
 
 def test_paper_with_averaging_every_100_iterations():
-    fixed = _paper("fixed", load_ms=PAPER_LOAD_MS, transfer_ms=PAPER_TRANSFER_MS, average_every=100)
-    dynamic = _paper("dynamic", load_ms=PAPER_LOAD_MS, transfer_ms=PAPER_TRANSFER_MS, average_every=100)
+    fixed = _paper("fixed", data_ms=PAPER_DATA_FIT_MS, transfer_ms=PAPER_TRANSFER_FIT_MS, average_every=100)
+    dynamic = _paper("dynamic", data_ms=PAPER_DATA_FIT_MS, transfer_ms=PAPER_TRANSFER_FIT_MS, average_every=100)
     assert fixed.averaging_rounds == dynamic.averaging_rounds == 10
     assert fixed.iteration_ms == pytest.approx(PAPER_TABLE5_MS, rel=1e-3)  # lock-step chains drain for free
     # Each drain empties and refills the dynamic pipeline: ~1.5 % on top of the steady state.
@@ -74,11 +76,52 @@ def test_paper_with_averaging_every_100_iterations():
 
 def test_if_all_the_extra_time_were_transfers_dynamic_gains_only_14_percent():
     crossing = (2 * PAPER_TABLE5_MS - sum(PAPER_STAGE_MS)) / 4  # 1011 ms, no load time
-    fixed = _paper("fixed", load_ms=0.0, transfer_ms=crossing)
-    dynamic = _paper("dynamic", load_ms=0.0, transfer_ms=crossing)
+    fixed = _paper("fixed", data_ms=0.0, transfer_ms=crossing)
+    dynamic = _paper("dynamic", data_ms=0.0, transfer_ms=crossing)
     assert fixed.iteration_ms == pytest.approx(PAPER_TABLE5_MS, rel=1e-3)
     assert dynamic.iteration_ms == pytest.approx((2 * PAPER_TABLE5_MS - PAPER_STAGE_MS[0]) / 2, rel=0.005)
     assert 1 - dynamic.iteration_ms / fixed.iteration_ms == pytest.approx(0.145, abs=0.005)
+
+
+def test_table_6_split_rules_out_every_constant_time_reading():
+    """Node 5's 594 mini-batches in 2750 s cap a partition-2 hold at 4630 ms; no reading stays under it."""
+    limit = PAPER_TABLE6_MS * 1000 / max(PAPER_P2_ITERATIONS)
+    assert limit == pytest.approx(4630, abs=1)
+    crossing = (2 * PAPER_TABLE5_MS - sum(PAPER_STAGE_MS)) / 4
+    readings = {"fitted": (PAPER_DATA_FIT_MS, PAPER_TRANSFER_FIT_MS, False), "crossings": (0.0, crossing, False),
+                "overlap": (0.0, crossing, True)}
+    for name, (data, transfer, overlap) in readings.items():
+        fixed = _paper("fixed", data_ms=data, transfer_ms=transfer, overlap=overlap)
+        dynamic = _paper("dynamic", data_ms=data, transfer_ms=transfer, overlap=overlap)
+        assert fixed.iteration_ms == pytest.approx(PAPER_TABLE5_MS, rel=1e-3), name
+        holds = [n.held_ms / n.iterations for n in dynamic.nodes if n.node in ("n4", "n5")]
+        assert min(holds) > limit * 1.09, name
+        assert sorted(n.iterations for n in dynamic.nodes if n.node in ("n4", "n5")) == [500, 500], name
+    # Short crossings with the rest of the 4044 ms as stage-1 data work fit the split, but gain 33 %, not 23 %.
+    fits = _paper("dynamic", data_ms=4044 - 4 * 642, transfer_ms=642)
+    assert max(n.held_ms / n.iterations for n in fits.nodes if n.node in ("n4", "n5")) < limit * 1.002
+    assert 1 - fits.iteration_ms / PAPER_TABLE5_MS == pytest.approx(0.332, abs=0.005)
+
+
+def test_overlap_hides_the_data_work_of_one_chain_behind_its_wait():
+    stages = (("a",), ("b",), ("c",))
+    times = {"a": StageTime(100, 200), "b": StageTime(300, 600), "c": StageTime(50, 100)}
+    plain = simulate(SimConfig(stages, times, (40, 20), 50, data_ms=150, overlap=False))
+    overlap = simulate(SimConfig(stages, times, (40, 20), 50, data_ms=150, overlap=True))
+    chain = 1350 + 2 * (40 + 20)
+    assert plain.iteration_ms == pytest.approx(chain + 150)
+    assert overlap.iteration_ms == pytest.approx(chain + 150 / 50)  # only the first batch is built in the open
+    longer = simulate(SimConfig(stages, times, (40, 20), 50, data_ms=5000, overlap=True))
+    # Longer than the wait: each batch is ready 5000 ms after the previous forward of a (100 ms) ended.
+    assert longer.iteration_ms == pytest.approx((5000 + 49 * (100 + 5000) + chain) / 50)
+
+
+def test_overlap_frees_nodes_while_their_gradients_travel():
+    plain = _paper("dynamic", data_ms=0.0, transfer_ms=PAPER_TRANSFER_FIT_MS)
+    overlap = _paper("dynamic", data_ms=0.0, transfer_ms=PAPER_TRANSFER_FIT_MS, overlap=True)
+    held = {n.node: n.held_ms / n.iterations for n in overlap.nodes}
+    assert held["n6"] == pytest.approx(PAPER_TRANSFER_FIT_MS + TABLE6_NODES["n6"], abs=1)  # in, compute; not out
+    assert overlap.iteration_ms < plain.iteration_ms * 0.85
 
 
 def _layout(replicas):
@@ -107,7 +150,7 @@ def test_steady_state_agrees_with_the_cwb_replica_bound(work, cuts, replicas, po
     report = plan_replicas(work, [1] * len(work), cuts, identical_nodes(sum(replicas), 10**9))
     bound = next(p for p in report.plans if p.replicas == replicas).iteration_ms
     times = {node: StageTime(work[s] / 3, 2 * work[s] / 3) for s, names in enumerate(stages) for node in names}
-    result = simulate(SimConfig(stages, times, tuple(c / 2 for c in cuts), 2000, policy=policy))
+    result = simulate(SimConfig(stages, times, tuple(c / 2 for c in cuts), 2000, policy=policy, overlap=False))
     assert result.iteration_ms == pytest.approx(bound, rel=0.01)
     assert result.iteration_ms >= bound * (1 - 1e-9)  # a bound: the start-up fill only adds
 
