@@ -90,7 +90,7 @@ async def run_mode(backbone: str, partitions: int, mode: str, iterations: int, a
               f"simulated {before['simulated']:.0f} ms per iteration (board)", flush=True)
 
     job = TrainJob(cluster="local", mode=mode, iterations=iterations, average_every=average_every, backbone=backbone,
-                   partitions=partitions, out=out / f"{backbone}-{mode}")
+                   partitions=partitions, out=out / f"{backbone}-{mode}", emulate_time=True)
     began = time.monotonic()
     outcome = await run_training(job, on_plan=on_plan)
     wall = time.monotonic() - began

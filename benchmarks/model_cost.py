@@ -30,13 +30,13 @@ def measure(variant: str, args: argparse.Namespace) -> dict:
     import torch
 
     from engine.model import ModelConfig, build_model
-    from engine.optim import build_optimizer
+    from engine.optim import OptimConfig, build_optimizer
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone=args.backbone, variant=variant)).to(device)
-    optimizer = build_optimizer(model, 0.9, 1e-4)
+    optimizer = build_optimizer(model, OptimConfig())
     for group in optimizer.param_groups:
         group["lr"] = 0.01
     views = torch.randn(2 * args.batch, 3, args.image_size, args.image_size, device=device)

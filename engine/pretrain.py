@@ -21,7 +21,8 @@ from engine.device import resolve_device
 from engine.errors import CheckpointError, ConfigError
 from engine.loss import collapse_indicator
 from engine.model import LiteSRL, ModelConfig, build_model
-from engine.optim import build_optimizer, set_learning_rates
+from engine.optim import OptimConfig, build_optimizer, set_learning_rates
+from engine.schedule import BudgetPlanner
 from engine.views import TwoViewBatches, view_loader
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,20 @@ class PretrainConfig:
         expected = 1 if self.modality == "sar" else 3
         if self.model.in_channels != expected:
             raise ConfigError(f"{self.modality} data has {expected} channel(s) but the model takes {self.model.in_channels}")
+
+    @property
+    def optim(self) -> OptimConfig:
+        """The optimiser and learning-rate schedule of this run (what a DHP stage runs too)."""
+        return OptimConfig(base_lr=self.base_lr, batch_size=self.batch_size, momentum=self.momentum,
+                           weight_decay=self.weight_decay, total_steps=self.steps, warmup_steps=self.warmup_steps,
+                           fix_predictor_lr=self.fix_predictor_lr)
+
+    @classmethod
+    def with_optim(cls, optim: OptimConfig, **rest) -> "PretrainConfig":
+        """The config whose ``optim`` is ``optim``; ``rest`` gives the other fields."""
+        return cls(batch_size=optim.batch_size, steps=optim.total_steps, base_lr=optim.base_lr, momentum=optim.momentum,
+                   weight_decay=optim.weight_decay, warmup_steps=optim.warmup_steps,
+                   fix_predictor_lr=optim.fix_predictor_lr, **rest)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,12 +146,11 @@ class Pretrainer:
         self.model: LiteSRL = build_model(config.model).to(self.device)
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, config.momentum, config.weight_decay)
+        self.optimizer = build_optimizer(self.model, config.optim)
         self.mean, self.std = normalisation(images)
         self.step = 0
         self.elapsed = 0.0
-        self._plan_mark: tuple[int, float] | None = None
-        """(step, elapsed seconds) of the last time-budget plan."""
+        self._budget = BudgetPlanner(options.time_budget, config.warmup_steps) if options.time_budget is not None else None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -219,7 +233,7 @@ class Pretrainer:
         views = views.to(self.device, non_blocking=True)
         if self.options.channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
-        lr = set_learning_rates(self.optimizer, self.config, self.step)
+        lr = set_learning_rates(self.optimizer, self.config.optim, self.step)
         out = self.model(views)  # sequential form: both views in one (2B, C, S, S) batch
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -227,30 +241,14 @@ class Pretrainer:
         return out.loss.item(), collapse_indicator(out.e), lr
 
     def _replan_for_budget(self) -> None:
-        """Fit the total step count to the budget so the cosine schedule ends when the budget does.
-
-        First after warm-up + 5 steps, then each time the step count has doubled while less than
-        three quarters of the run are done, from the step rate since the previous plan: the first
-        steps (worker start-up, allocator warm-up) are slower than the rest, so one early estimate
-        alone ends the run well inside its budget. A re-plan moves the cosine by a few per cent of
-        its span, mostly early, when the learning rate is still near its peak.
-        """
-        budget = self.options.time_budget
-        if budget is None:
+        """Fit the total step count to the budget so the cosine schedule ends when the budget does."""
+        if self._budget is None:
             return
-        first = max(3, self.config.warmup_steps + 5)
-        if self._plan_mark is None:
-            if self.step < first:
-                return
-            per_step = self.elapsed / self.step
-        elif self.step == 2 * self._plan_mark[0] and 4 * self.step < 3 * self.config.steps:
-            per_step = (self.elapsed - self._plan_mark[1]) / (self.step - self._plan_mark[0])
-        else:
-            return
-        self._plan_mark = (self.step, self.elapsed)
-        total = self.step + max(1, int((budget - self.elapsed) / max(per_step, 1e-9)))
-        self.config = replace(self.config, steps=total)
-        log.info("time budget %.0f s at %.2f s/step: planning %d steps", budget, per_step, total)
+        total = self._budget.replan(self.step, self.elapsed, self.config.steps)
+        if total is not None:
+            log.info("time budget %.0f s after %d steps in %.0f s: planning %d steps",
+                     self._budget.budget_s, self.step, self.elapsed, total)
+            self.config = replace(self.config, steps=total)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -21,8 +21,9 @@ from engine.cwb.units import format_bytes
 from engine.dhp.batches import DataSettings, StageOneData
 from engine.dhp.emulation import Emulation, StageMemory
 from engine.dhp.protocol import Message, Op, pack_state, unpack_state
-from engine.dhp.stage import OptimConfig, StageSpec, StageWorker
+from engine.dhp.stage import StageSpec, StageWorker
 from engine.errors import ConfigError, EngineError
+from engine.optim import OptimConfig
 from nodes.agent_telemetry import LatestSample
 from nodes.control import field as need
 from nodes.control import recv_op, send_op
@@ -221,7 +222,11 @@ class NodeAgent:
                     keys, tensors = pack_state(await runner.state_dict(momentum=message.header.get("momentum") is True))
                     await send_op(conn, Op.PARAMS, {"req": req, "keys": keys}, tensors)
                 else:
-                    await runner.load_state_dict(unpack_state(message.header, message.tensors))
+                    if message.header.get("optim") is not None:  # a time budget re-planned the run
+                        runner.worker.reschedule(OptimConfig.from_dict(need(message, "optim", dict)))
+                    state = unpack_state(message.header, message.tensors)
+                    if state:
+                        await runner.load_state_dict(state)
                     await send_op(conn, Op.PARAMS_SET, {"req": req})
         except (EngineError, NodeError, RuntimeError) as exc:
             if isinstance(exc, ProtocolError):

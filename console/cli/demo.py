@@ -54,7 +54,7 @@ def demo(
         _step(f"5/6  Dynamic chains (paper Fig. 4b): {iterations} mini-batches, replicas averaged every {average_every}")
         # A stalled chain is given up after 30 s (a real run waits 120 s): the demo's boards hold a chain ~3 s.
         train(cluster="local", mode="dynamic", iterations=iterations, average_every=average_every, out=out / "train",
-              chain_timeout=30.0)
+              chain_timeout=30.0, emulate_time=True)
     finally:
         cluster_down()
     _step("6/6  Freeze evaluation of the trained encoder (linear probe, 20 % labels) against random init")

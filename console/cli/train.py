@@ -19,7 +19,7 @@ from typing import Annotated, Literal, Optional
 import typer
 from rich.table import Table
 
-from console.cli.common import console, progress_bar
+from console.cli.common import console, parse_duration, progress_bar
 from console.errors import ConsoleError
 
 
@@ -33,8 +33,9 @@ def train(
     mode: Annotated[Literal["fixed", "dynamic"], typer.Option(help="Fixed chains (Fig. 4a) or dynamic chains (Fig. 4b).")] = "dynamic",
     policy: Annotated[Literal["first-free", "earliest-finish"], typer.Option(help="Next-hop policy of dynamic chains.")] = "first-free",
     overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
-    iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them).")] = 1000,
+    iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them; with --budget, the first plan).")] = 1000,
     average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K iterations (paper 100; 0: at the end).")] = 100,
+    average_weighting: Annotated[Literal["equal", "batches"], typer.Option(help="Replica average: equal (the paper) or weighted by the mini-batches each replica trained.")] = "equal",
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
     profile: Annotated[Optional[str], typer.Option(help="Board profile (tx2, xavier-nx, orin) or profile .json (default: the cluster's).")] = None,
     backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50 (picks the board's profile).")] = "resnet18",
@@ -42,7 +43,13 @@ def train(
     cut_after: Annotated[Optional[str], typer.Option(help="Comma-separated layers to cut after, instead of CWB's best-E choice (e.g. maxpool,layer2_0; see `litesrl partition`).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=2, help="Images per mini-batch (default: the profile's; 4 when emulated).")] = None,
     image_size: Annotated[Optional[int], typer.Option(min=16, help="View size (default: the profile's; 32 when emulated).")] = None,
+    load_size: Annotated[Optional[int], typer.Option(min=16, help="Side images are kept at on stage-1 nodes; crops come from it (default 1.5x image size).")] = None,
+    crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
+    rotation: Annotated[Literal["rot90", "any"], typer.Option(help="rot90 (exact quarter turns) or any (any angle, then the largest inscribed crop).")] = "rot90",
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256.")] = 0.05,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up iterations.")] = 10,
+    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 15min: the iteration count is planned so the cosine schedule ends in time.")] = None,
+    emulate_time: Annotated[bool, typer.Option("--emulate-time", help="Stretch every step to the profiled board's time (timing studies; default: real compute at full speed).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights, the batch order and augmentations.")] = 0,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt (loadable by `litesrl eval`), events.jsonl.")] = Path("runs/train"),
     events: Annotated[Optional[Path], typer.Option(help="JSON-lines event stream (default: OUT/events.jsonl).")] = None,
@@ -60,6 +67,11 @@ def train(
 
     if not math.isfinite(lr) or lr <= 0:
         raise ConsoleError(f"--lr must be a positive number, got {lr}")
+    if not 0.0 < crop_scale <= 1.0:
+        raise ConsoleError(f"--crop-scale must be in (0, 1], got {crop_scale}")
+    budget_s = parse_duration(budget) if budget else None
+    if budget_s is not None and budget_s <= 0:
+        raise ConsoleError(f"--budget must be positive, got {budget}")
     cuts = tuple(name.strip() for name in cut_after.split(",") if name.strip()) if cut_after else ()
     if cuts and resume:
         raise ConsoleError("--resume keeps the checkpoint's cuts; drop --cut-after")
@@ -74,9 +86,10 @@ def train(
         check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     job = TrainJob(
         cluster=cluster, mode=mode, policy=policy.replace("-", "_"), overlap=overlap, iterations=iterations,
-        average_every=average_every,
+        average_every=average_every, average_weighting=average_weighting,
         data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
-        image_size=image_size, lr=lr, seed=seed, out=out, events=events, resume=resume,
+        image_size=image_size, load_size=load_size, crop_scale=crop_scale, rotation=rotation, lr=lr,
+        warmup_steps=warmup_steps, budget=budget_s, emulate_time=emulate_time, seed=seed, out=out, events=events, resume=resume,
         checkpoint_every=checkpoint_every, chain_timeout=chain_timeout, bandwidth=bandwidth, latency=latency,
         memory_accounting=memory_accounting, replicas=counts,
     )
@@ -91,7 +104,7 @@ def train(
         console.print(_table(outcome, report))
         console.print(_summary(report))
     if result.reason:
-        raise ConsoleError(f"the run stopped after {result.step} of {iterations} iterations: {result.reason}")
+        raise ConsoleError(f"the run stopped after {result.step} iterations: {result.reason}")
 
 
 def _replicas(text: str | None) -> tuple[int, ...]:
@@ -184,7 +197,7 @@ class _Live:
             return
         rate = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
         info = f"loss {self._loss:+.4f}  {rate:.2f} it/s  chains {self._coordinator.in_flight}  {self._note}"
-        self._progress.update(self._task, completed=self._coordinator.step, info=info)
+        self._progress.update(self._task, completed=self._coordinator.step, total=self._coordinator.iterations, info=info)
 
 
 def _report(outcome) -> dict:

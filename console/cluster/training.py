@@ -33,6 +33,8 @@ class TrainJob:
     """Overlap communication with computation (``engine.dhp.settings.RunSettings.overlap``)."""
     iterations: int = 1000
     average_every: int = 100
+    average_weighting: str = "equal"
+    """``equal`` (the paper's plain mean of the replicas) or ``batches`` (weighted by mini-batches trained)."""
     data: Path | None = None
     """Dataset folder on the nodes (default: each agent's own ``--data`` or the inventory's data_path)."""
     profile: str | None = None
@@ -45,7 +47,18 @@ class TrainJob:
     batch_size: int | None = None
     image_size: int | None = None
     load_size: int | None = None
+    """Side images are decoded to on the stage-1 nodes (default 1.5x the view, as ``litesrl pretrain``)."""
+    crop_scale: float = 0.2
+    """Smallest area fraction of the random resized crop."""
+    rotation: str = "rot90"
+    """``rot90`` or ``any`` (the augmentation's rotation, as ``litesrl pretrain --rotation``)."""
     lr: float = 0.05
+    warmup_steps: int = 10
+    """Linear warm-up iterations of the learning-rate schedule."""
+    budget: float | None = None
+    """Wall-clock seconds: the iteration count is re-planned so that the cosine schedule ends in time."""
+    emulate_time: bool = False
+    """Stretch every step to the profiled board's time (timing studies); by default nodes compute at full speed."""
     seed: int = 0
     out: Path = Path("runs/train")
     events: Path | None = None
@@ -71,7 +84,7 @@ class TrainOutcome:
     result: object
     """``engine.dhp.coordinator.RunResult``."""
     time_scale: float | None
-    """Emulated time scale (None on real boards): measured ms / time_scale = board ms."""
+    """Emulated time scale (None on real boards and without time emulation): measured ms / time_scale = board ms."""
     description: str
     events: Path
 
@@ -104,6 +117,9 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
             raise ConsoleError("give --profile (a board name such as tx2, or a profile .json measured on the boards)")
         profile = load_profile(resolve_profile(profile_name, job.backbone))
         settings = _settings(job, profile, session)
+        if not settings.emulate and session.time_scale is not None:
+            session.time_scale = None  # real compute: measured ms are this host's, not board ms
+            session.description += "; real compute, steps not stretched to board times"
         check_profile_fits_model(profile, settings.model)
         job.out.mkdir(parents=True, exist_ok=True)
         events = EventLog(events_path)
@@ -131,7 +147,7 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
 def _settings(job: TrainJob, profile, session: ClusterSession):
     from engine.dhp.batches import DataSettings
     from engine.dhp.settings import RunSettings
-    from engine.dhp.stage import OptimConfig
+    from engine.optim import OptimConfig
     from engine.model import ModelConfig
 
     emulated = session.time_scale is not None
@@ -139,11 +155,14 @@ def _settings(job: TrainJob, profile, session: ClusterSession):
     view = job.image_size or (EMULATED_VIEW if emulated else profile.settings.image_size)
     channels = profile.settings.channels
     data = DataSettings(path=str(job.data) if job.data else None, modality="sar" if channels == 1 else "optical",
-                        load_size=job.load_size or int(view * 1.5), view_size=view, batch_size=batch, seed=job.seed)
+                        load_size=job.load_size or int(view * 1.5), view_size=view, crop_scale=job.crop_scale,
+                        rotation=job.rotation, batch_size=batch, seed=job.seed)
     return RunSettings(
         model=ModelConfig(backbone=profile.settings.backbone, in_channels=channels),
-        optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations),
-        data=data, mode=job.mode, policy=job.policy, overlap=job.overlap, average_every=job.average_every, seed=job.seed,
+        optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations, warmup_steps=job.warmup_steps),
+        data=data, mode=job.mode, policy=job.policy, overlap=job.overlap, average_every=job.average_every,
+        average_weighting=job.average_weighting, seed=job.seed,
+        emulate=job.emulate_time and emulated, time_budget=job.budget,
         data_paths={} if job.data else session.data_paths, out_dir=job.out, checkpoint_every=job.checkpoint_every,
         chain_timeout=job.chain_timeout,
     )

@@ -5,11 +5,12 @@ mini-batches the scheduler gave it. Every ``K`` iterations the coordinator drain
 averages each stage's copies and sends the result back to all of them.
 
 * **Floating tensors** (weights, BN ``running_mean`` / ``running_var``) get the plain mean over
-  the replicas, whatever their count (3/2/1 is fine). Not weighted by how many iterations each
-  replica ran: the replicas draw mini-batches from one shared stream, so none holds a data subset
-  that would deserve more weight, and a weighting would make the model depend on the scheduler's
-  tie-break (Table 6's 406/594 split of partition 2 is such an artefact, not information). The
-  paper aggregates the parameters without a weighting either.
+  the replicas by default, whatever their count (3/2/1 is fine), as the paper aggregates them. With
+  ``weights`` (the mini-batches each replica trained since the last average, paper Table 6's
+  329/331/340) they get the weighted mean instead: a replica that trained on more batches moved
+  the weights further, and a replica that trained on none (an idle or just-rejoined node) no longer
+  pulls the average back towards the previous state. ``litesrl train --average-weighting``
+  chooses; ``benchmarks/dhp_accuracy.py`` measures both.
 * **Integer counters** (BN ``num_batches_tracked``) become ``previous + sum(replica - previous)``:
   every replica started from ``previous`` (the state sent at the last averaging), so this is the
   number of mini-batches the stage has seen, as single-machine training counts it. A mean or a sum
@@ -36,16 +37,21 @@ class AveragingError(EngineError):
 
 
 def average_states(
-    states: Sequence[Mapping[str, torch.Tensor]], previous: Mapping[str, torch.Tensor]
+    states: Sequence[Mapping[str, torch.Tensor]], previous: Mapping[str, torch.Tensor],
+    weights: Sequence[float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The averaged state of one stage from its replicas' ``states``.
 
     ``previous`` is the state every replica started from (the last average, or the initial
-    weights); it is used for integer counters only. Raises AveragingError when keys, shapes or
-    dtypes differ, naming the replica and the key.
+    weights); it is used for integer counters only. ``weights`` (one per replica, >= 0) makes the
+    floating entries a weighted mean; all-zero weights fall back to the plain mean. Raises
+    AveragingError when keys, shapes or dtypes differ, naming the replica and the key.
     """
     if not states:
         raise AveragingError("no replica states to average")
+    if weights is not None and (len(weights) != len(states) or any(w < 0 for w in weights)):
+        raise AveragingError(f"need one weight >= 0 per replica ({len(states)}), got {list(weights)}")
+    share = None if weights is None or sum(weights) == 0 else [w / sum(weights) for w in weights]
     keys = list(states[0])
     _same_keys(keys, previous, "the previous state")
     for index, state in enumerate(states[1:], start=1):
@@ -64,7 +70,12 @@ def average_states(
         values = [state[key].detach().to(device) for state in states]
         if first.is_floating_point() or first.is_complex():
             wide = torch.promote_types(first.dtype, torch.float32)  # half precision would lose the sum
-            averaged[key] = torch.stack([v.to(wide) for v in values]).mean(dim=0).to(first.dtype)
+            stacked = torch.stack([v.to(wide) for v in values])
+            if share is None:
+                averaged[key] = stacked.mean(dim=0).to(first.dtype)
+            else:
+                shape = (len(values),) + (1,) * first.dim()
+                averaged[key] = (stacked * torch.tensor(share, dtype=wide, device=device).view(shape)).sum(dim=0).to(first.dtype)
         elif first.dtype == torch.bool:
             if any(not torch.equal(v, values[0]) for v in values[1:]):
                 raise AveragingError(f"{key!r}: boolean tensors differ between replicas")
@@ -75,6 +86,23 @@ def average_states(
                 raise AveragingError(f"{key!r}: the previous state has shape {tuple(base.shape)}, replicas {tuple(first.shape)}")
             averaged[key] = base + sum(v - base for v in values)
     return averaged
+
+
+def divergence(states: Sequence[Mapping[str, torch.Tensor]]) -> float:
+    """How far a stage's replicas drifted apart since they were last averaged: sqrt(mean_r ||w_r - w||^2) / ||w||,
+    with w the replicas' mean, over the floating entries but the BN running statistics (which are estimates
+    of the data, not learnt weights); 0 for a single replica."""
+    if len(states) < 2:
+        return 0.0
+    spread = norm = 0.0
+    for key, first in states[0].items():
+        if not first.is_floating_point() or key.endswith(("running_mean", "running_var")):
+            continue
+        stacked = torch.stack([state[key].detach().double() for state in states])
+        mean = stacked.mean(dim=0)
+        spread += float(((stacked - mean) ** 2).sum()) / len(states)
+        norm += float((mean ** 2).sum())
+    return (spread ** 0.5) / (norm ** 0.5) if norm > 0 else 0.0
 
 
 def _same_keys(keys: list[str], state: Mapping[str, torch.Tensor], who: str) -> None:

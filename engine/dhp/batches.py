@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,9 @@ from engine.augment.pipelines import channel_stats
 from engine.data.folder import load_images, scan_unlabelled
 from engine.errors import ConfigError
 from engine.views import TwoViewBatches
+
+if TYPE_CHECKING:
+    from engine.pretrain import PretrainConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class DataSettings:
     """Side of each augmented view (the model's input)."""
     crop_scale: float = 0.2
     """Smallest area fraction of the random resized crop."""
+    rotation: str = "rot90"
+    """``rot90`` (exact quarter turns) or ``any`` (any angle, then the largest inscribed crop)."""
     batch_size: int = 64
     """Images per mini-batch (two views each)."""
     seed: int = 0
@@ -46,11 +51,25 @@ class DataSettings:
             raise ConfigError(f"batch size must be >= 2 (BatchNorm needs more than one sample), got {self.batch_size}")
         if not 0 < self.crop_scale <= 1:
             raise ConfigError(f"crop scale must be in (0, 1], got {self.crop_scale}")
+        if self.rotation not in ("rot90", "any"):
+            raise ConfigError(f"unknown rotation {self.rotation!r}; choose rot90 or any")
 
     @property
     def augment(self) -> AugmentConfig:
-        """The augmentation settings of the views."""
-        return AugmentConfig(size=self.view_size, crop_scale=(self.crop_scale, 1.0))
+        """The augmentation settings of the views (``litesrl pretrain``'s for the same flags)."""
+        return AugmentConfig(size=self.view_size, crop_scale=(self.crop_scale, 1.0), rotation=self.rotation)  # type: ignore[arg-type]
+
+    @classmethod
+    def of_recipe(cls, config: "PretrainConfig", load_size: int, path: str | None = None) -> "DataSettings":
+        """The data settings that build single-machine pretraining ``config``'s mini-batches (its modality,
+        augmentations, batch and seed) from images decoded at ``load_size``; ConfigError for augmentation
+        strengths a DHP run cannot carry."""
+        data = cls(path=path, modality=config.modality, load_size=load_size, view_size=config.augment.size,
+                   crop_scale=config.augment.crop_scale[0], rotation=config.augment.rotation,
+                   batch_size=config.batch_size, seed=config.seed)
+        if data.augment != config.augment:
+            raise ConfigError(f"a DHP run takes the view size, crop scale and rotation only; got {config.augment}")
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

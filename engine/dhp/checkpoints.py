@@ -49,12 +49,8 @@ def save_run(
 ) -> Path:
     """Write ``out_dir/checkpoint.pt`` atomically: the assembled model after ``step`` iterations, and each
     stage's SGD momentum (averaged over its replicas) so that a resumed run continues exactly."""
-    pretrain = PretrainConfig(
-        model=settings.model, modality=settings.data.modality, augment=settings.data.augment,
-        batch_size=settings.optim.batch_size, steps=settings.iterations, base_lr=settings.optim.base_lr,
-        momentum=settings.optim.momentum, weight_decay=settings.optim.weight_decay,
-        warmup_steps=settings.optim.warmup_steps, fix_predictor_lr=settings.optim.fix_predictor_lr, seed=settings.seed,
-    )
+    pretrain = PretrainConfig.with_optim(settings.optim, model=settings.model, modality=settings.data.modality,
+                                         augment=settings.data.augment, seed=settings.seed)
     return save_checkpoint(out_dir / CHECKPOINT_NAME, {
         "kind": "dhp",
         "model_config": settings.model.to_dict(),
@@ -87,6 +83,6 @@ def load_run(out_dir: Path, settings: RunSettings) -> dict[str, Any]:
     if stored.get("trajectory") != settings.trajectory():
         changed = sorted(k for k, v in settings.trajectory().items() if stored["trajectory"].get(k) != v)
         raise CheckpointError(f"{path} was written with other {', '.join(changed)} settings; resume with the same flags or use a new --out")
-    if int(data["step"]) > settings.iterations:
+    if settings.time_budget is None and int(data["step"]) > settings.iterations:
         raise CheckpointError(f"{path} is at iteration {data['step']}, past the run's {settings.iterations}")
     return data

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -40,8 +40,9 @@ from engine.dhp.protocol import Message, NodeLink, Op
 from engine.dhp.chain_records import Completed, Hop
 from engine.dhp.schedule import ChainScheduler, ScheduleError
 from engine.dhp.settings import RunSettings
-from engine.dhp.sync import average_round
+from engine.dhp.sync import average_round, push_schedule
 from engine.errors import CheckpointError, EngineError
+from engine.schedule import BudgetPlanner
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,11 @@ class Coordinator(Faults):
         return self._first + len(self._done)
 
     @property
+    def iterations(self) -> int:
+        """The run's planned iterations (a time budget re-plans them)."""
+        return self.settings.iterations
+
+    @property
     def in_flight(self) -> int:
         """Chains admitted and not yet completed or aborted."""
         return self._sched.in_flight if self._sched is not None else 0
@@ -180,6 +186,8 @@ class Coordinator(Faults):
             if list(stored["dhp"]["cuts"]) != plan.model_cuts:
                 raise CheckpointError(f"the checkpoint cuts the model at units {stored['dhp']['cuts']}; plan with those cuts")
             first, elapsed, whole = int(stored["step"]), float(stored.get("elapsed_seconds", 0.0)), stored["model"]
+            if s.time_budget is not None:  # continue the schedule the budget had planned
+                s = self.settings = replace(s, optim=replace(s.optim, total_steps=int(stored["pretrain_config"]["steps"])))
         self.plan, self.profile = plan, profile
         self._previous = stage_states(s.model, plan.model_cuts, whole, s.seed)
         initial = self._previous
@@ -193,6 +201,10 @@ class Coordinator(Faults):
                                      first_iteration=first, average_every=s.average_every)
         self._first, self._done, self._flight = first, set(), {}
         self._elapsed0, self._checkpoint, self._last_loss = elapsed, None, None
+        self._budget = BudgetPlanner(s.time_budget, s.optim.warmup_steps) if s.time_budget is not None else None
+        self._replan: int | None = None
+        self._averaged_at: dict[str, int] = {}
+        """Each node's completed iterations at the last averaging (what the weighted average counts from)."""
         self._next_checkpoint = first + s.checkpoint_every if s.checkpoint_every else s.iterations
         for node in self._stage_of:
             self.channels[node].start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
@@ -231,6 +243,7 @@ class Coordinator(Faults):
             if self._stop is not None:
                 sched.begin_drain()
             if sched.drained or sched.finished:
+                await self._apply_budget_plan()
                 failure = await self._average_and_checkpoint()
                 if failure or sched.finished:
                     return failure
@@ -354,6 +367,22 @@ class Coordinator(Faults):
             self._tally[member].iterations += 1
         self._emit(ChainDone, chain=done.chain, batch=done.batch, nodes=done.nodes, loss=flight.loss, ms=ms)
         self._emit(Iteration, iteration=done.iteration, batch=done.batch, loss=flight.loss, ms=ms, nodes=done.nodes)
+        if self._budget is not None and self._replan is None:
+            elapsed = self._elapsed0 + time.monotonic() - self._t0
+            self._replan = self._budget.replan(self.step, elapsed, self.settings.iterations)
+            if self._replan is not None:  # drain first, so that every chain of an iteration runs one schedule
+                self._sched.begin_drain()
+
+    async def _apply_budget_plan(self) -> None:
+        """Give the scheduler and every node the iteration count the time budget re-planned (drained)."""
+        total, self._replan = self._replan, None
+        if total is None or self._sched.finished:
+            return
+        total = max(total, self.step)  # chains that were in flight when the plan was made have completed since
+        self.settings = replace(self.settings, optim=replace(self.settings.optim, total_steps=total))
+        self._sched.replan(total)
+        await push_schedule([self.channels[n] for n in self._stage_of], self.settings.optim, self.settings.request_timeout)
+        log.info("time budget %.0f s: planning %d iterations at iteration %d", self.settings.time_budget, total, self.step)
 
     async def _average_and_checkpoint(self) -> str | None:
         """Average the replicas (drained), then checkpoint when one is due; returns a failure reason or None."""
@@ -366,12 +395,17 @@ class Coordinator(Faults):
         began, averaging = time.monotonic(), any(len(r) > 1 for r in replicas)
         if averaging:
             self._emit(Averaging, phase="start", iteration=step)
+        batches = {n: t.iterations - self._averaged_at.get(n, 0) for n, t in self._tally.items()}
         try:
-            self._previous, momentum = await average_round(replicas, self._previous, s.request_timeout, momentum=due)
+            self._previous, momentum, spread = await average_round(
+                replicas, self._previous, s.request_timeout, momentum=due,
+                batches=batches if s.average_weighting == "batches" else None)
         except EngineError as exc:
             return str(exc)
+        self._averaged_at = {n: t.iterations for n, t in self._tally.items()}
         if averaging:
-            self._emit(Averaging, phase="done", iteration=step, ms=(time.monotonic() - began) * 1000)
+            self._emit(Averaging, phase="done", iteration=step, ms=(time.monotonic() - began) * 1000,
+                       divergence=tuple(round(d, 8) for d in spread))
         if due and self._done == set(range(self._first, step)):
             norm = (torch.tensor(self._dataset["mean"]), torch.tensor(self._dataset["std"]))
             elapsed = self._elapsed0 + time.monotonic() - self._t0

@@ -119,6 +119,8 @@ class Averaging(_Event):
     iteration: int
     """Iterations completed when it began."""
     ms: float | None = None
+    divergence: tuple[float, ...] | None = None
+    """On ``done``: per stage, how far its replicas had drifted apart (``engine.dhp.averaging.divergence``)."""
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ class Op(str, enum.Enum):
     PARAMS = "params"
     """node -> coordinator: ``keys`` and one tensor per key."""
     SET_PARAMS = "set_params"
-    """coordinator -> node: load ``keys`` + tensors (averaged replicas); answered by PARAMS_SET."""
+    """coordinator -> node: load ``keys`` + tensors (averaged replicas) and, with ``optim``, continue with that
+    re-planned schedule (a time budget); answered by PARAMS_SET."""
     PARAMS_SET = "params_set"
     """node -> coordinator: the parameters were loaded."""
     TELEMETRY = "telemetry"

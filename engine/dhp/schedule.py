@@ -303,6 +303,13 @@ class ChainScheduler:
         """Admit again (after averaging)."""
         self._draining = False
 
+    def replan(self, iterations: int) -> None:
+        """Change the run's total iterations (a time budget re-planned it); none handed out can be dropped."""
+        if iterations < self._next:
+            raise ScheduleError(f"cannot end the run at {iterations} iterations: {self._next} were handed out")
+        self._end = iterations
+        self._boundary = self._next_boundary(self._next)
+
     def node_lost(self, node: str) -> Loss:
         """``node`` is gone: abort the chain it held, free that chain's other nodes, requeue its batch."""
         if node not in self._stage_of:

@@ -8,9 +8,12 @@ from typing import Any
 
 from engine.dhp.batches import DataSettings
 from engine.dhp.schedule import MODES, POLICIES
-from engine.dhp.stage import OptimConfig
 from engine.errors import ConfigError
 from engine.model import ModelConfig
+from engine.optim import OptimConfig
+
+WEIGHTINGS: tuple[str, ...] = ("equal", "batches")
+"""How the replicas of a stage are averaged (``RunSettings.average_weighting``)."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,15 @@ class RunSettings:
     the wire, and a stage-1 node reads and augments its next mini-batch while it waits for its chain."""
     average_every: int = 100
     """Average the replicas of each stage every this many iterations (paper: 100); 0: only at the end."""
+    average_weighting: str = "equal"
+    """``equal``: the replicas' plain mean (the paper); ``batches``: weighted by the mini-batches each trained
+    since the last average (``engine.dhp.averaging``)."""
     seed: int = 0
     """Seeds the initial weights (one model, split into stages) and, through ``data``, the batches."""
+    time_budget: float | None = None
+    """Wall-clock seconds for the whole run (a resumed run included): the iteration count is re-planned during
+    the run (``engine.schedule.BudgetPlanner``) so that the cosine schedule ends in time; ``optim.total_steps``
+    is the first plan."""
     emulate: bool = True
     """Send the profile's stage times to the nodes, so emulated boards pace to them (real boards ignore them)."""
     data_paths: dict[str, str] = field(default_factory=dict)
@@ -67,10 +77,14 @@ class RunSettings:
             raise ConfigError(f"unknown policy {self.policy!r}; choose {' or '.join(POLICIES)}")
         if self.optim.total_steps < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.optim.total_steps}")
+        if self.average_weighting not in WEIGHTINGS:
+            raise ConfigError(f"unknown average weighting {self.average_weighting!r}; choose {' or '.join(WEIGHTINGS)}")
         if self.chain_timeout < 0:
             raise ConfigError(f"chain_timeout must be >= 0 s, got {self.chain_timeout}")
         if self.average_every < 0 or self.checkpoint_every < 0:
             raise ConfigError("average_every and checkpoint_every must be >= 0")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ConfigError(f"the time budget must be positive, got {self.time_budget}")
         if self.data.batch_size != self.optim.batch_size:
             raise ConfigError(f"data batch size {self.data.batch_size} differs from the optimiser's {self.optim.batch_size}")
 
@@ -80,6 +94,9 @@ class RunSettings:
         return self.optim.total_steps
 
     def trajectory(self) -> dict[str, Any]:
-        """What a resumed run must repeat."""
-        return {"model": self.model.to_dict(), "optim": self.optim.to_dict(),
+        """What a resumed run must repeat (under a time budget, all but the re-planned iteration count)."""
+        optim = self.optim.to_dict()
+        if self.time_budget is not None:
+            del optim["total_steps"]
+        return {"model": self.model.to_dict(), "optim": optim,
                 "data": replace(self.data, path=None).to_dict(), "seed": self.seed}

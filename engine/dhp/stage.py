@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from engine.errors import ConfigError, EngineError
 from engine.model import LiteSRL, ModelConfig, build_model
-from engine.schedule import cosine_lr, scaled_lr
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """The optimiser every stage runs; identical on all nodes so a chain equals one model."""
-
-    base_lr: float = 0.05
-    """Base rate; the peak is base_lr x batch_size / 256."""
-    batch_size: int = 64
-    """Mini-batch (images; the stage sees 2x this rows)."""
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    total_steps: int = 1000
-    """Iterations of the whole run; the cosine schedule spans them."""
-    warmup_steps: int = 10
-    fix_predictor_lr: bool = True
-    """Keep the predictor (last stage) at the peak rate, as single-machine pretraining does."""
-
-    def lr(self, iteration: int, predictor: bool = False) -> float:
-        peak = scaled_lr(self.base_lr, self.batch_size)
-        if predictor and self.fix_predictor_lr:
-            return peak
-        return cosine_lr(iteration, self.total_steps, peak, self.warmup_steps)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from engine.optim import OptimConfig, build_optimizer, set_learning_rates
 
 
 @dataclass(frozen=True)
@@ -91,13 +65,7 @@ class StageWorker:
         model = build_model(spec.model)
         self.module = stage_module(model, spec).to(self.device)
         self.is_last = spec.end == len(model.partitionable_layers())
-        predictor = [p for p in self.module[-1].predictor.parameters()] if self.is_last else []
-        ids = {id(p) for p in predictor}
-        rest = [p for p in self.module.parameters() if id(p) not in ids]
-        self.optimizer = torch.optim.SGD(
-            [{"params": rest, "predictor": False}, {"params": predictor, "predictor": True}],
-            lr=0.0, momentum=optim.momentum, weight_decay=optim.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.module, optim)
         if state is not None:
             self.load_state_dict(state)
         self._inputs: dict[int, torch.Tensor] = {}
@@ -126,11 +94,17 @@ class StageWorker:
             out.backward()
         else:
             out.backward(grad_output.to(self.device))
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.optim_config.lr(iteration, predictor=group["predictor"])
+        set_learning_rates(self.optimizer, self.optim_config, iteration)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return None if self.is_first else x.grad.detach()
+
+    def reschedule(self, optim: OptimConfig) -> None:
+        """Continue with ``optim``, which may differ from the current settings in ``total_steps`` only (a time
+        budget re-planned the run)."""
+        if replace(optim, total_steps=self.optim_config.total_steps) != self.optim_config:
+            raise EngineError("a re-planned schedule may change the run's total steps only")
+        self.optim_config = optim
 
     def discard(self, key: int) -> None:
         """Drop the state of a mini-batch whose chain was aborted."""

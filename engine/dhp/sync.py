@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from engine.dhp.averaging import average_states
+from engine.dhp.averaging import average_states, divergence
 from engine.dhp.channel import NodeChannel
 from engine.dhp.protocol import LinkError, Op, pack_state, unpack_state
 from engine.dhp.stage import split_momentum
 from engine.errors import EngineError
+from engine.optim import OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +36,43 @@ async def push_state(channel: NodeChannel, state: State, timeout: float) -> None
     await channel.request(Op.SET_PARAMS, {"keys": keys}, tensors, timeout=timeout, expect=(Op.PARAMS_SET,))
 
 
+async def push_schedule(channels: Sequence[NodeChannel], optim: OptimConfig, timeout: float) -> None:
+    """Give every node the re-planned schedule ``optim`` (a time budget); a node that fails is left to its channel."""
+    results = await asyncio.gather(*(channel.request(Op.SET_PARAMS, {"keys": [], "optim": optim.to_dict()}, timeout=timeout,
+                                                     expect=(Op.PARAMS_SET,)) for channel in channels),
+                                   return_exceptions=True)
+    for channel, result in zip(channels, results):
+        if isinstance(result, LinkError):
+            log.warning("schedule not delivered to %s: %s", channel.name, result)
+        elif isinstance(result, BaseException):
+            raise result
+
+
 async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Sequence[State], timeout: float,
-                        momentum: bool = False) -> tuple[list[State], list[State]]:
+                        momentum: bool = False, batches: Mapping[str, int] | None = None,
+                        ) -> tuple[list[State], list[State], list[float]]:
     """Average each stage over its live replicas and give every replica the result.
 
-    Returns the stage states and, with ``momentum`` (for a checkpoint), each stage's SGD momentum
-    averaged over its replicas (else empty dicts); the replicas keep their own momentum.
+    Returns the stage states; with ``momentum`` (for a checkpoint), each stage's SGD momentum
+    averaged over its replicas (else empty dicts; the replicas keep their own momentum); and each
+    stage's replica divergence before the average (``engine.dhp.averaging.divergence``). With
+    ``batches`` (node -> mini-batches trained since the last round) the average is weighted by them.
     ``previous`` is what each stage started from at the last round (used for BN counters,
     ``engine.dhp.averaging``). A stage with one replica is only read.
     """
     fetched = await asyncio.gather(*(_fetch_all(replicas, timeout, momentum) for replicas in stages))
     averaged: list[State] = []
     momenta: list[State] = []
+    spread: list[float] = []
     for s, states in enumerate(fetched):
         if not states:
             raise EngineError(f"stage {s + 1}: no replica answered; its weights are gone")
         parts = [split_momentum(state) for _, state in states]
         weights = [w for w, _ in parts]
-        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s]))
+        shares = [batches.get(channel.name, 0) for channel, _ in states] if batches is not None else None
+        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s], shares))
         momenta.append(_mean([m for _, m in parts]))
+        spread.append(divergence(weights))
     pushes = [push_state(channel, averaged[s], timeout)
               for s, states in enumerate(fetched) if len(states) > 1 for channel, _ in states]
     for result in await asyncio.gather(*pushes, return_exceptions=True):
@@ -61,7 +80,7 @@ async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Seque
             log.warning("averaging: %s", result)
         elif isinstance(result, BaseException):
             raise result
-    return averaged, momenta
+    return averaged, momenta, spread
 
 
 def _mean(states: Sequence[State]) -> State:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from console.cluster.local import read_state
 
@@ -68,7 +70,7 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         assert "error: a local cluster of 3 node(s) is already up; run `litesrl cluster down` first" in again.stderr
 
         run = litesrl("train", "--cluster", "local", "--mode", "dynamic", "--iterations", "6", "--average-every", "3",
-                      "--partitions", "2", "--out", str(tmp_path / "run"), "--json")
+                      "--partitions", "2", "--emulate-time", "--out", str(tmp_path / "run"), "--json")
         assert run.returncode == 0, run.stderr
         report = json.loads(run.stdout)
         assert report["iterations"] == 6 and report["reason"] is None
@@ -76,6 +78,24 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         assert sum(node["iterations"] for node in report["per_node"].values() if node["stage"] == 0) == 6
         assert report["time_scale"] == 0.05 and report["board_ms_per_iteration"] > 0
         assert Path(report["checkpoint"]).is_file() and Path(report["events"]).is_file()
+
+        # Real compute (the default): pretrain's recipe flags, and a budget that re-plans the run to 7 iterations
+        # (after warm-up + 5 = 6 iterations, 1 ms is long gone: one more, and the cosine has ended).
+        real = litesrl("train", "--cluster", "local", "--mode", "fixed", "--iterations", "100", "--partitions", "2",
+                       "--warmup-steps", "1", "--budget", "1ms", "--rotation", "any", "--crop-scale", "0.5",
+                       "--load-size", "40", "--average-weighting", "batches", "--out", str(tmp_path / "real"), "--json")
+        assert real.returncode == 0, real.stderr
+        report = json.loads(real.stdout)
+        assert report["iterations"] == 7 and report["time_scale"] is None and "real compute" in report["cluster"]
+        stored = torch.load(report["checkpoint"], weights_only=True)
+        assert stored["pretrain_config"]["steps"] == 7 and stored["pretrain_config"]["warmup_steps"] == 1
+        assert stored["pretrain_config"]["augment"]["rotation"] == "any"
+        assert tuple(stored["pretrain_config"]["augment"]["crop_scale"]) == (0.5, 1.0)
+        bad = litesrl("train", "--cluster", "local", "--iterations", "2", "--data", str(tmp_path / "nowhere"),
+                      "--out", str(tmp_path / "bad"))
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+        assert re.fullmatch(rf"error: node-\d: data folder {re.escape(str(tmp_path / 'nowhere'))} does not exist",
+                            bad.stderr.strip().splitlines()[-1])
 
         shown = litesrl("train", "--cluster", "local", "--iterations", "2", "--partitions", "2", "--out", str(tmp_path / "run"))
         assert shown.returncode == 1 and "already holds a run; add --resume" in shown.stderr

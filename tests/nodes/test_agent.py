@@ -16,8 +16,9 @@ from engine.dhp.batches import DataSettings, StageOneData
 from engine.dhp.checkpoints import stage_states
 from engine.dhp.emulation import stage_memory
 from engine.dhp.protocol import LinkError, Op, pack_state, unpack_state
-from engine.dhp.stage import OptimConfig, StageSpec, StageWorker
+from engine.dhp.stage import StageSpec, StageWorker
 from engine.model import ModelConfig, build_model
+from engine.optim import OptimConfig
 from assets import asset_path
 from nodes.client import connect_node
 from nodes.wire import connect

@@ -14,7 +14,7 @@ from engine.dhp.coordinator import Coordinator
 from engine.dhp.events import EventLog, read_events
 from engine.dhp.plan import plan_run
 from engine.dhp.settings import RunSettings
-from engine.dhp.stage import OptimConfig
+from engine.optim import OptimConfig
 from engine.model import ModelConfig, build_model
 from tests.nodes.agent_procs import addresses, links
 

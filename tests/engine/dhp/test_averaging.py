@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.dhp.averaging import AveragingError, average_states
+from engine.dhp.averaging import AveragingError, average_states, divergence
 
 torch.set_num_threads(1)
 
@@ -81,3 +81,36 @@ def test_mismatched_replicas_are_refused():
         average_states([{"m": torch.tensor([True])}, {"m": torch.tensor([False])}], {"m": torch.tensor([True])})
     with pytest.raises(AveragingError, match="no replica"):
         average_states([], base)
+
+
+def test_the_weighted_average_counts_each_replica_by_its_mini_batches():
+    torch.manual_seed(0)
+    start = {k: v.clone() for k, v in _block().state_dict().items()}
+    states = []
+    for seed, steps in zip((1, 2, 3), (3, 3, 4)):
+        model = _block()
+        model.load_state_dict(start)
+        states.append(_train(model, steps, seed))
+    batches = [329, 331, 340]  # paper Table 6, partition 1
+    averaged = average_states(states, start, batches)
+    for key, value in averaged.items():
+        if value.is_floating_point():
+            expected = sum(b * s[key].double() for b, s in zip(batches, states)) / sum(batches)
+            torch.testing.assert_close(value, expected.to(value.dtype), msg=key)
+        else:  # BN counters still add up the batches every replica trained
+            assert int(value) == int(start[key]) + 10
+    # a replica that trained on nothing adds nothing; all-zero weights fall back to the plain mean
+    idle = average_states([states[0], start], start, [5, 0])
+    assert all(torch.equal(idle[k], states[0][k]) for k in idle if idle[k].is_floating_point())
+    assert all(torch.equal(a, b) for a, b in zip(average_states(states, start, [0, 0, 0]).values(),
+                                                 average_states(states, start).values()))
+    with pytest.raises(AveragingError, match="one weight >= 0 per replica"):
+        average_states(states, start, [1, 2])
+
+
+def test_divergence_is_the_relative_spread_of_the_replicas():
+    a = {"w": torch.tensor([1.0, 0.0]), "bn.running_var": torch.tensor([100.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 0.0]), "bn.running_var": torch.tensor([1.0]), "n": torch.tensor(3)}
+    # mean (2, 0), each replica 1 away: sqrt((1 + 1) / 2) / 2; BN statistics and integers do not count
+    assert divergence([a, b]) == pytest.approx(0.5)
+    assert divergence([a, a]) == 0.0 and divergence([a]) == 0.0

@@ -114,7 +114,7 @@ async def test_averaging_over_the_network_with_uneven_replica_counts(six, tmp_pa
             state = {k: (v + (r + 1) / 100 if v.is_floating_point() else v + r + 1) for k, v in previous[s].items()}
             await push_state(channels[node], state, 30)
             sent[node] = state
-    averaged, _ = await average_round([[channels[n] for n in nodes] for nodes in plan.stages], previous, 30)
+    averaged, _, _ = await average_round([[channels[n] for n in nodes] for nodes in plan.stages], previous, 30)
 
     for s, nodes in enumerate(plan.stages):
         count = len(nodes)  # 3, 2, 1

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from engine.dhp.stage import OptimConfig, StageWorker, split_model, stage_module
+from engine.dhp.stage import StageWorker, split_model, stage_module
 from engine.errors import ConfigError, EngineError
 from engine.model import ModelConfig, build_model
+from engine.optim import OptimConfig
 
 torch.set_num_threads(1)
 
