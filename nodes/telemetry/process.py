@@ -10,6 +10,17 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def resident_bytes(pid: int | str = "self", proc: Path = Path("/proc")) -> int | None:
+    """Resident memory of ``pid`` (this process by default) from /proc, or None where there is no /proc."""
+    try:
+        for line in (proc / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class ProcessWatch:
     """Reads the process named by a pid file, if it is alive and carries ``marker`` in its environment.
 
