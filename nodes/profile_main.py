@@ -39,10 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def profiler_config(backbone: str, variant: str, stem: str, batch_size: int, image_size: int, modality: str,
-                    optimizer: str, dtype: str, device: str, repeats: int, warmup: int, clock: str,
+def profiler_config(backbone: Any, variant: Any, stem: Any, batch_size: int, image_size: int, modality: str,
+                    optimizer: Any, dtype: Any, device: str, repeats: int, warmup: int, clock: Any,
                     threads: int | None):
-    """The validated profiler settings (torch threads set, device checked); raises EngineError on a bad one."""
+    """The validated profiler settings (torch threads set, device checked); raises EngineError on a bad one.
+
+    The choices (backbone, variant, stem, optimizer, dtype, clock) are the engine's literals, already
+    restricted by the callers' option parsers.
+    """
     from engine.cwb.profiler import ProfilerConfig
     from engine.device import resolve_device, set_threads
     from engine.model import ModelConfig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shlex
 import sys
@@ -46,14 +47,12 @@ def print_json(sample: Sample, extra: dict | None = None) -> None:
 async def stream(samples: AsyncIterator[Sample], count: int | None, show: Callable[[Sample], None]) -> None:
     """Hand samples to ``show`` as they arrive until ``count`` have been shown or the iterator ends."""
     shown = 0
-    try:
+    async with contextlib.aclosing(samples):  # type: ignore[type-var]  # sources are async generators
         async for sample in samples:
             show(sample)
             shown += 1
             if count is not None and shown >= count:
                 return
-    finally:
-        await samples.aclose()
 
 
 async def _run(args: argparse.Namespace) -> None:

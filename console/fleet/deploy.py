@@ -84,7 +84,10 @@ async def deploy_node(conn: NodeConnection, wheel: Path, *, with_deps: bool = Fa
     await _step(conn, f"creating {layout.wheels}", f"mkdir -p {sh_quote(layout.wheels)} {sh_quote(extras_dir)}")
     sent = 0
     for local, remote in uploads:
-        await conn.upload(local, remote, lambda done, _size, base=sent: report("upload", base + done, total))
+        def uploaded(done: int, _size: int, base: int = sent) -> None:
+            report("upload", base + done, total)
+
+        await conn.upload(local, remote, uploaded)
         sent += local.stat().st_size
 
     report("venv", 0, 0)

@@ -13,12 +13,13 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from console.errors import FleetError
 from console.fleet.fleet import Fleet
 from console.fleet.inventory import Inventory, NodeSpec
-from console.fleet.profiles import keep, profile_over
+from console.fleet.profiles import keep, measured_profiles, profile_over
 from console.fleet.remote import RemoteLayout, sh_join
 from console.fleet.ssh import NodeState, NodeStatus, NodeUnavailable
 from console.fleet.stream import LineStream
@@ -122,6 +123,15 @@ class SSHBackend(FleetBackend):
         path = keep(profile, self.inventory.cluster.name, node)
         on_line(f"kept {path}")
         return profile
+
+    def measured_profiles(self) -> dict[str, Path]:
+        """The profiles kept for this inventory's boards (by :meth:`profile` or ``litesrl nodes profile``), newest first."""
+        kept: dict[str, Path] = {}
+        for path in measured_profiles(self.inventory.cluster.name):
+            node = path.stem.rsplit("-", 1)[0]
+            if node in {n.name for n in self.inventory.nodes}:
+                kept.setdefault(node, path)
+        return kept
 
     async def close(self) -> None:
         await asyncio.gather(*(fleet.close() for fleet in self._fleets.values()))
