@@ -30,6 +30,7 @@ from nodes.control import recv_op, send_op
 from nodes.errors import NodeError, ProtocolError
 from nodes.peers import PeerPool
 from nodes.stage_runner import StageRunner
+from nodes.telemetry.process import resident_bytes
 from nodes.wire import Connection, ConnectionClosed, Server, TransportTimeout, serve
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,9 @@ class NodeAgent:
             "emulated": None if board is None else asdict(board),
             "data": str(self.config.data) if self.config.data else None,
             "device": self.config.device,
+            # What the agent holds before any stage (torch, and its CUDA context once made): planners
+            # subtract it from the budget, since a stage's planned memory comes on top of it.
+            "runtime_bytes": resident_bytes(),
         })
         log.info("attached to coordinator %s", conn.peer)
 

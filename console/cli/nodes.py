@@ -1,7 +1,7 @@
-"""`litesrl nodes ...`: list, check, trust, deploy, start, stop and status of the Jetson nodes over SSH.
+"""`litesrl nodes ...`: secret, list, check, trust, bundle, deploy, start, profile, stop and status of the boards over SSH.
 
-Exit codes: 0 every node ok; 1 other error (e.g. no cluster secret); 2 bad inventory; 3 some node
-failed or could not be reached (the table or JSON says which and why); 130 interrupted.
+Exit codes: 0 every node ok; 1 other error; 2 bad inventory; 3 some node failed or could not be
+reached (the table or JSON says which and why); 130 interrupted.
 The inventory comes from ``--inventory``, else ``$LITESRL_INVENTORY``, else ``~/.config/litesrl/inventory.toml``.
 """
 
@@ -26,7 +26,10 @@ EXIT_NODE_FAILED = FleetError.exit_code
 
 nodes_app = typer.Typer(
     name="nodes",
-    help="Drive the Jetson nodes of the inventory over SSH (list, check, trust, deploy, start, stop, status).",
+    help="Drive the Jetson nodes of the inventory over SSH. First run: secret, trust NAME, check, deploy, start; "
+         "then profile NAME, `litesrl train -i FILE`, the console, stop. SSH states: up (connected, answering "
+         "keepalives), stale (connected but silent for 3 keepalives, or its telemetry stopped), down/unreachable "
+         "(no connection: refused, timed out, or the host key or login was refused).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -65,27 +68,29 @@ def list_nodes(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None
 
 @nodes_app.command()
 def check(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
-    """Probe each node: board, L4T/JetPack, Python, torch/CUDA, memory, disk, installed litesrl."""
+    """Probe each node in the venv the agent uses: board, L4T/JetPack, Python, torch/CUDA, memory, the agent's
+    runtime memory (torch + CUDA context, which CWB does not plan), disk, litesrl; names each missing module."""
     from console.fleet.check import check_node
 
     inv, selected = _select(inventory, nodes, tag)
     outcomes = _each(inv, selected, check_node)
     table = _table("node", "ssh", "board", "L4T / JetPack", "python", "torch / CUDA", "memory free/total",
-                   "disk free", "litesrl", "verdict")
+                   "agent runtime", "disk free", "litesrl", "verdict")
     notes: list[str] = []
     for o in outcomes:
         r = o.value
         if r is None:
-            table.add_row(o.node, _state(o), *[""] * 7, "[red]failed")
+            table.add_row(o.node, _state(o), *[""] * 8, "[red]failed")
             notes.append(f"[red]{o.node}[/]: {o.error or o.status.reason}")
             continue
         board = r.detected_board or r.model or r.board
         cuda = ("CUDA " + (r.cuda_device or "yes")) if r.cuda else "no CUDA"
         table.add_row(o.node, _state(o), board, f"{r.l4t or '-'} / {r.jetpack or '-'}", r.python,
                       f"{r.torch} / {cuda}" if r.torch else "[red]none",
-                      f"{_size(r.mem_available)} / {_size(r.mem_total)}", _size(r.disk_free), r.litesrl or "-",
-                      "[green]ready" if r.ready else f"[red]{len(r.problems)} problem(s)")
+                      f"{_size(r.mem_available)} / {_size(r.mem_total)}", _size(r.overhead), _size(r.disk_free),
+                      r.litesrl or "-", "[green]ready" if r.ready else f"[red]{len(r.problems)} problem(s)")
         notes.extend(f"[yellow]{o.node}[/]: {problem}" for problem in r.problems)
+        notes.extend(f"[dim]{o.node}: {note}[/]" for note in r.notes)
     _finish(outcomes, as_json, table, ok=lambda o: o.ok and o.value.ready, notes=notes)
 
 
@@ -130,15 +135,55 @@ def trust(
 
 
 @nodes_app.command()
+def secret(
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing secret (restart the agents after).")] = False,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Create the cluster secret the agents authenticate links with (0600, atomically); says where it is."""
+    from console.fleet.secret import cluster_secret
+
+    inv = load_inventory(inventory)
+    state = cluster_secret(inv.cluster, create=True, replace=force)
+    if state.created:
+        typer.echo(f"created the cluster secret {state.source} (mode 0600); `litesrl nodes start` copies it to the nodes")
+    else:
+        typer.echo(f"the cluster secret is {state.source} (kept; --force makes a new one)")
+
+
+@nodes_app.command()
+def bundle(
+    machine: Annotated[str, typer.Option(help="The boards' machine (uname -m): aarch64 for Jetsons.")] = "aarch64",
+    python: Annotated[str, typer.Option(help="The boards' Python version (3.10 on JetPack 6).")] = "3.10",
+    index_url: Annotated[Optional[str], typer.Option(help="Package index to download from (default: pip's).")] = None,
+    find_links: Annotated[Optional[Path], typer.Option(help="Also take wheels from this folder (a local mirror).")] = None,
+    no_index: Annotated[bool, typer.Option("--no-index", help="Use only --find-links, no index.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download the wheels the board runtime uses beyond JetPack (the `board` extra: psutil, tifffile) for the
+    boards' platform, where an index is reachable; kept for `deploy` to an offline rack."""
+    from console.fleet.bundle import build_wheelhouse
+
+    house = asyncio.run(build_wheelhouse(machine, python, index_url=index_url, find_links=find_links,
+                                         no_index=no_index))
+    _say(as_json, {"folder": str(house.folder), "requirements": list(house.requirements),
+                   "wheels": [w.name for w in house.wheels]},
+         f"wheelhouse {house.folder}: {', '.join(w.name for w in house.wheels) or 'no wheels'}")
+
+
+@nodes_app.command()
 def deploy(
     nodes: NodesArg = None,
     tag: TagOpt = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the wheel even if one is cached for this version.")] = False,
-    with_deps: Annotated[bool, typer.Option("--with-deps", help="Let pip install dependencies too (default --no-deps: JetPack's torch is reused).")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the wheel and make each node's venv afresh.")] = False,
+    with_deps: Annotated[bool, typer.Option("--with-deps", help="Also let pip install litesrl's dependencies from an "
+                                                                 "index the nodes reach (not needed on JetPack).")] = False,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build this project's wheel, upload it over SFTP and install it into each node's venv."""
+    """Build this project's wheel and install it, with the boards' wheelhouse, into each node's venv; no index needed.
+
+    A node whose `python` cannot import torch is refused; a venv made from another `python` is made afresh.
+    """
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     from console.fleet.deploy import deploy_node
@@ -162,33 +207,71 @@ def deploy(
             return report
 
         outcomes = _each(inv, selected, lambda conn: deploy_node(
-            conn, wheel, with_deps=with_deps, progress=reporter(conn.node.name)))
+            conn, wheel, with_deps=with_deps, rebuild=rebuild, progress=reporter(conn.node.name)))
         for o in outcomes:
             if not o.ok:
                 progress.update(tasks[o.node], description=f"{o.node}: failed", total=1, completed=0)
-    table = _table("node", "ssh", "litesrl", "venv", "result")
+    table = _table("node", "ssh", "python", "litesrl", "venv", "extras", "result")
     notes: list[str] = []
     for o in outcomes:
         r = o.value
         if r is None:
-            table.add_row(o.node, _state(o), "", "", "[red]failed")
+            table.add_row(o.node, _state(o), "", "", "", "", "[red]failed")
             notes.append(f"[red]{o.node}[/]: {o.error or o.status.reason}")
         else:
-            table.add_row(o.node, _state(o), r.version, r.venv,
+            table.add_row(o.node, _state(o), r.python, r.version, r.venv, ", ".join(r.extras) or "-",
                           "[green]installed" + (" (new venv)" if r.created_venv else ""))
+            notes.extend(f"[dim]{o.node}: {line}[/]" for line in r.missing)
     _finish(outcomes, as_json, table, notes=notes)
 
 
 @nodes_app.command()
-def start(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
-    """Copy the cluster secret to each node and start its agent detached (it survives SSH disconnects)."""
-    from nodes.wire.auth import load_secret
-
+def start(
+    nodes: NodesArg = None,
+    tag: TagOpt = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Restart agents that run with other settings.")] = False,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the cluster secret to each node (creating it on first use) and start its agent detached."""
     from console.fleet.agent import start_agent
+    from console.fleet.secret import cluster_secret
 
     inv, selected = _select(inventory, nodes, tag)
-    secret = load_secret(inv.cluster.secret_file)
-    _agent_table(_each(inv, selected, lambda conn: start_agent(conn, secret)), as_json)
+    state = cluster_secret(inv.cluster, create=True)
+    if state.created:
+        Console(stderr=True).print(f"created the cluster secret {state.source} (mode 0600)", highlight=False)
+    outcomes = _each(inv, selected, lambda conn: start_agent(conn, state.secret, restart=restart))
+    _agent_table(outcomes, as_json)
+
+
+@nodes_app.command()
+def profile(
+    node: Annotated[str, typer.Argument(help="Node to measure the profile on (its own torch and GPU).")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to keep the profile here (default: the measured "
+                                                     "profiles folder, where train and the console find it).")] = None,
+    backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50.")] = "resnet18",
+    batch_size: Annotated[int, typer.Option(help="Images per mini-batch (paper: 64).")] = 64,
+    image_size: Annotated[int, typer.Option(help="Side of each view in pixels (paper: 224).")] = 224,
+    repeats: Annotated[int, typer.Option(help="Timed runs per unit; the median is kept.")] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per unit before timing.")] = 2,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads torch may use on the board (default: all).")] = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the CWB profiler on a board over SSH and keep the profile here for `partition`, `train` and the console."""
+    from console.fleet.profiles import measure_on_node
+    from console.tui.backend import ProfileRequest
+
+    inv = load_inventory(inventory)
+    request = ProfileRequest(backbone=backbone, batch_size=batch_size, image_size=image_size, repeats=repeats,
+                             warmup=warmup, threads=threads)
+    err = Console(stderr=True, highlight=False, quiet=as_json)
+    path, measured = asyncio.run(measure_on_node(inv, node, request.options(), err.print, out))
+    _say(as_json, {"node": node, "path": str(path), "layers": len(measured.layers),
+                   "compute_ms": measured.total_compute_ms, "state_bytes": measured.total_state_bytes},
+         f"{node}: {len(measured.layers)} units, {measured.total_compute_ms:.1f} ms per mini-batch, "
+         f"{format_bytes(measured.total_state_bytes)} of training state; kept {path}")
 
 
 @nodes_app.command()

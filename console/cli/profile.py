@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from console.cli.common import progress_bar
 from console.errors import ConsoleError
 from engine.cwb.profile_format import Profile, load_profile, save_profile
 from engine.cwb.units import format_bytes
+from nodes.profile_main import document, profiler_config, totals
 
 
 def register(app: typer.Typer) -> None:
@@ -62,8 +63,7 @@ def profile_command(
                                  device, repeats, warmup, clock, threads, data, data_repeats), out
         save_profile(profile, out)
     if as_json:
-        data = {"path": str(path), "totals": totals(profile), "profile": profile.to_dict()}
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(document(profile, path), indent=2) + "\n")
         return
     console = Console(highlight=False)
     console.print(profile_table(profile, memory_accounting))
@@ -75,15 +75,11 @@ def profile_command(
 def _measure(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype, device, repeats, warmup, clock,
              threads, data, data_repeats):
     """Run the profiler with a progress bar (torch is imported here, not at CLI start-up)."""
-    from engine.cwb.profiler import ProfilerConfig, profile_model
-    from engine.device import resolve_device, set_threads
-    from engine.model import ModelConfig
+    from engine.cwb.profiler import profile_model
 
-    set_threads(threads)
-    model = ModelConfig(backbone=backbone, variant=variant, in_channels=1 if modality == "sar" else 3, stem=stem)
-    config = ProfilerConfig(model=model, batch_size=batch_size, image_size=image_size, optimizer=optimizer,
-                            dtype=dtype, device=device, repeats=repeats, warmup=warmup, clock=clock)
-    resolve_device(device)  # a bad device fails here, before the progress bar takes the terminal
+    # Settings are checked before the progress bar takes the terminal, so an error is one clean line.
+    config = profiler_config(backbone, variant, stem, batch_size, image_size, modality, optimizer, dtype, device,
+                             repeats, warmup, clock, threads)
     with progress_bar(transient=True) as progress:
         task = progress.add_task("profiling", total=None, info="building the model")
 
@@ -101,23 +97,6 @@ def _measure(backbone, variant, stem, batch_size, image_size, modality, optimize
             profile = replace(profile, data_ms=measure_data_ms(batch_size, image_size, modality, folder=data,
                                                                  repeats=data_repeats, seed=0))
         return profile
-
-
-def totals(profile: Profile) -> dict[str, Any]:
-    """Whole-model sums: time (forward, backward) and training memory split by kind."""
-    layers = profile.layers
-    return {
-        "forward_ms": sum(layer.forward_ms for layer in layers),
-        "backward_ms": sum(layer.backward_ms for layer in layers),
-        "compute_ms": profile.total_compute_ms,
-        "param_bytes": sum(layer.param_bytes for layer in layers),
-        "grad_bytes": sum(layer.grad_bytes for layer in layers),
-        "optimizer_bytes": sum(layer.optimizer_bytes for layer in layers),
-        "activation_bytes": sum(layer.activation_bytes for layer in layers),
-        "state_bytes": profile.total_state_bytes,
-        "paper_bytes": profile.total_paper_bytes,
-        "data_ms": profile.data_ms,
-    }
 
 
 def profile_table(profile: Profile, accounting: str = "exact") -> Table:

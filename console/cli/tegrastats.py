@@ -1,20 +1,14 @@
 """`litesrl tegrastats`: a captured tegrastats log as JSON lines or a summary, or this machine's live telemetry.
 
-Adding a remote NODE later: give `tegrastats_command` an optional positional
-``node: Annotated[str | None, typer.Argument()] = None`` and, when it is set, build the sample
-iterator from the SSH fleet (run ``litesrl tegrastats --local --json`` on the node and decode each
-stdout line with ``Sample.from_json_dict``), then hand it to `_stream` exactly as `--local` does;
-rendering, `--count` and `--json` need no change.
+On a board the console streams telemetry with ``python -m nodes.telemetry_main`` instead, which needs
+no CLI framework; both print the same JSON lines through :func:`nodes.telemetry_main.print_json`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import shlex
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +20,7 @@ from console.errors import ConsoleError
 from nodes.telemetry.sample import Sample
 from nodes.telemetry.source import open_best_source
 from nodes.telemetry.tegrastats import parse_line
+from nodes.telemetry_main import print_json, stream
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +58,7 @@ def tegrastats_command(
         samples = _read_log(parse)
         if as_json:
             for sample in samples:
-                _print_json(sample)
+                print_json(sample)
         else:
             _print_summary(out, parse, samples)
         return
@@ -92,31 +87,13 @@ def _samples_from(handle) -> Iterator[Sample]:
                 yield parse_line(text)
 
 
-def _print_json(sample: Sample) -> None:
-    sys.stdout.write(json.dumps(sample.to_json_dict(), separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
 async def _stream_local(interval: float, count: int | None, as_json: bool, command: list[str], out: Console) -> None:
     choice = await open_best_source(interval, tegrastats_command=command)
     # The choice goes to stderr so that --json output stays pure JSON lines.
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"source: {choice.describe()}", markup=False)
     async with choice.source as source:
-        await _stream(source.samples(), count, as_json, out)
-
-
-async def _stream(samples: AsyncIterator[Sample], count: int | None, as_json: bool, out: Console) -> None:
-    """Print samples as they arrive until ``count`` have been shown or the iterator ends."""
-    shown = 0
-    async with contextlib.aclosing(samples):
-        async for sample in samples:
-            if as_json:
-                _print_json(sample)
-            else:
-                out.print(_one_line(sample), soft_wrap=True, markup=False)
-            shown += 1
-            if count is not None and shown >= count:
-                return
+        show = print_json if as_json else lambda sample: out.print(_one_line(sample), soft_wrap=True, markup=False)
+        await stream(source.samples(), count, show)
 
 
 def _one_line(sample: Sample) -> str:

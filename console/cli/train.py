@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from console.cli.common import console, parse_duration, progress_bar
 from console.errors import ConsoleError
+from console.fleet.inventory import INVENTORY_ENV
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +31,10 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    cluster: Annotated[str, typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards.")] = "local",
+    cluster: Annotated[Optional[str], typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards "
+                                                        "(default: --inventory, else $LITESRL_INVENTORY, else local).")] = None,
+    inventory: Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory TOML of the boards to train on "
+                                                      "(default: $LITESRL_INVENTORY; as `litesrl nodes`).")] = None,
     mode: Annotated[Literal["fixed", "dynamic"], typer.Option(help="Fixed chains (Fig. 4a) or dynamic chains (Fig. 4b).")] = "dynamic",
     policy: Annotated[Literal["first-free", "earliest-finish"], typer.Option(help="Next-hop policy of dynamic chains.")] = "first-free",
     overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
@@ -65,6 +70,9 @@ def train(
     """Train Lite-SRL across the cluster's nodes with CWB partitions and DHP chains."""
     from console.cluster.training import TrainJob, run_training
 
+    if inventory is not None and cluster is not None:
+        raise ConsoleError("give --inventory (boards) or --cluster, not both")
+    cluster = str(inventory) if inventory is not None else cluster or os.environ.get(INVENTORY_ENV) or "local"
     if not math.isfinite(lr) or lr <= 0:
         raise ConsoleError(f"--lr must be a positive number, got {lr}")
     if not 0.0 < crop_scale <= 1.0:

@@ -87,20 +87,23 @@ async def open_inventory(path: Path, bandwidth: float, latency_ms: float, timeou
     from console.fleet.fleet import Fleet
     from console.fleet.forward import agent_endpoint, is_loopback
     from console.fleet.inventory import load_inventory
+    from console.fleet.profiles import inventory_profile
+    from console.fleet.secret import cluster_secret
     from console.fleet.target import resolve_target
     from nodes.client import connect_node
-    from nodes.wire import load_secret
 
     inventory = load_inventory(path)
-    secret = load_secret(inventory.cluster.secret_file)
+    secret = cluster_secret(inventory.cluster).secret
     if len(inventory.nodes) > 1:
         private = [node.name for node in inventory.nodes if is_loopback(node.agent_bind)]
         if private:
             raise ConsoleError(f"node(s) {', '.join(private)} bind their agent to loopback, but DHP chains need "
-                               "node-to-node links: set agent_bind to an address the other nodes can reach")
+                               "node-to-node links: set agent_bind to the node's rack LAN address (or 0.0.0.0), "
+                               "then `litesrl nodes start --restart`")
     fleet = Fleet(inventory)
     session = ClusterSession(description=f"{inventory.cluster.name}: {len(inventory.nodes)} board(s) over SSH",
-                             links={}, addresses={}, reconnect=None, bandwidth=bandwidth, latency_ms=latency_ms)
+                             links={}, addresses={}, reconnect=None, bandwidth=bandwidth, latency_ms=latency_ms,
+                             profile=inventory_profile(inventory))
     session._cleanup.append(fleet.close)
     try:
         for outcome in await fleet.each(lambda conn: start_agent(conn, secret)):

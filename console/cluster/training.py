@@ -114,7 +114,8 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
         stack.push_async_callback(session.close)
         profile_name = job.profile or session.profile
         if profile_name is None:
-            raise ConsoleError("give --profile (a board name such as tx2, or a profile .json measured on the boards)")
+            raise ConsoleError("no profile for these boards: measure one with `litesrl nodes profile NODE`, or give "
+                               "--profile (a board name such as tx2, or a profile .json)")
         profile = load_profile(resolve_profile(profile_name, job.backbone))
         settings = _settings(job, profile, session)
         if not settings.emulate and session.time_scale is not None:
@@ -128,8 +129,9 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
             events.subscribe(on_event)
         coordinator = Coordinator(session.links, session.addresses, settings, events=events, reconnect=session.reconnect)
         stack.push_async_callback(coordinator.close)
-        await coordinator.attach()
-        pool = [replace(spec, memory_bytes=min(spec.memory_bytes, session.budgets.get(spec.name, spec.memory_bytes)))
+        infos = await coordinator.attach()
+        pool = [replace(spec, memory_bytes=planning_budget(spec.memory_bytes, session.budgets.get(spec.name),
+                                                           infos.get(spec.name, {})))
                 for spec in coordinator.pool()]
         cuts = _stored_cuts(job.out) if job.resume else _named_cuts(profile, job.cut_after)
         plan = plan_run(profile, pool, Network(session.bandwidth, session.latency_ms), mode=job.mode,
@@ -142,6 +144,15 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
             on_start(coordinator)
         result = await coordinator.run(plan, profile, resume=job.resume)
     return TrainOutcome(plan, result, session.time_scale, session.description, events_path)
+
+
+def planning_budget(reported: int, inventory: int | None, info: dict) -> int:
+    """The memory CWB may plan on a node: its budget (the inventory's, else what the agent reports) minus
+    what a real board's agent already holds (``runtime_bytes``: torch, CUDA context); an emulated
+    agent's process is not the board it imitates, so nothing is subtracted there."""
+    budget = min(reported, inventory) if inventory is not None else reported
+    runtime = 0 if info.get("emulated") else int(info.get("runtime_bytes") or 0)
+    return max(budget - runtime, 1)
 
 
 def _settings(job: TrainJob, profile, session: ClusterSession):

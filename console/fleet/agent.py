@@ -1,7 +1,9 @@
 """``start`` / ``stop`` / ``status`` of the node agent, run detached on the node so it outlives the SSH session.
 
 The agent is launched with ``setsid nohup`` (its own session, stdin from /dev/null, output to a file
-on the node) and its pid is written to a pid file. The process also carries the environment
+on the node, emptied at each start) and its pid is written to a pid file; the size of its log then is
+kept too, so ``status`` shows the current start's lines only. An agent that already runs with other
+settings (its command line or the secret changed) is reported as such and restarted only when asked. The process also carries the environment
 variable ``LITESRL_AGENT=<node>``; every liveness check reads it back from ``/proc/<pid>/environ``, so a
 stale pid file whose pid was reused after a reboot is never mistaken for the agent (nor killed).
 """
@@ -9,7 +11,7 @@ stale pid file whose pid was reused after a reboot is never mistaken for the age
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from console.errors import FleetError
@@ -38,8 +40,8 @@ class AgentStatus:
     pid: int | None
     """Pid of the agent (or the stale pid from the file, when ``running`` is false)."""
     action: str
-    """What the command did: ``started``, ``already running``, ``stopped`` (SIGTERM), ``killed``
-    (SIGKILL after the timeout), ``not running`` or ``status``."""
+    """What the command did: ``started``, ``restarted``, ``already running``, ``running with other settings``,
+    ``stopped`` (SIGTERM), ``killed`` (SIGKILL after the timeout), ``not running`` or ``status``."""
     log_tail: tuple[str, ...] = ()
     """Last lines of the agent's log and output files."""
 
@@ -69,16 +71,24 @@ def _alive_function(node: NodeSpec) -> str:
     )
 
 
-async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str] | None = None) -> AgentStatus:
+STALE_SETTINGS = "running with other settings (start --restart applies them)"
+"""``start``'s answer for an agent whose command line or secret differs from what it would start now."""
+
+
+async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str] | None = None, *,
+                      restart: bool = False) -> AgentStatus:
     """Copy the cluster ``secret`` to the node (0600) and start the agent detached, unless it runs already.
 
-    ``command`` replaces :func:`agent_command` (the argv is run from the node's workdir). Raises
+    An agent that runs with another command line or secret is left alone (action
+    :data:`STALE_SETTINGS`) unless ``restart``, which stops it and starts it anew. ``command``
+    replaces :func:`agent_command` (the argv is run from the node's workdir). Raises
     :class:`FleetError` when the program is missing or the agent dies within :data:`START_SETTLE`
     seconds, quoting the end of its output.
     """
     node, layout = conn.node, conn.layout
     argv = list(command) if command is not None else agent_command(node, layout)
     pid_file, secret_file = sh_quote(layout.pid_file), sh_quote(layout.secret_file)
+    log_file, output_file = sh_quote(layout.log_file), sh_quote(layout.output_file)
     script = "\n".join([
         "set -e",
         _alive_function(node),
@@ -86,21 +96,33 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
         f"mkdir -p {sh_quote(layout.workdir)}",
         # The secret arrives on stdin and is renamed into place, so it is never half-written.
         f"cat > {secret_file}.tmp",
-        f"mv -f {secret_file}.tmp {secret_file}",
+        f"if cmp -s {secret_file}.tmp {secret_file}; then same_secret=1; else same_secret=0; fi",
         f'pid=$(cat {pid_file} 2>/dev/null || true)',
-        'if alive "$pid"; then echo "running $pid"; exit 0; fi',
+        # A running agent keeps the secret it started with, so the file must keep it too.
+        f'if alive "$pid"; then rm -f {secret_file}.tmp; echo "running $pid $same_secret"; '
+        'tr \'\\000\' \'\\n\' < "/proc/$pid/cmdline"; exit 0; fi',
+        f"mv -f {secret_file}.tmp {secret_file}",
         f"command -v {sh_quote(argv[0])} >/dev/null 2>&1 || {{ echo \"missing\"; exit 0; }}",
         f"cd {sh_quote(layout.workdir)}",
+        f"wc -c 2>/dev/null < {log_file} > {sh_quote(_log_start(layout))} || echo 0 > {sh_quote(_log_start(layout))}",
         f"{AGENT_ENV}={sh_quote(node.name)} setsid nohup {sh_join(argv)} "
-        f">> {sh_quote(layout.output_file)} 2>&1 < /dev/null &",
+        f"> {output_file} 2>&1 < /dev/null &",
         f"echo $! > {pid_file}",
         'echo "started $!"',
     ])
-    answer = (await conn.run(script, input=secret.decode("utf-8") + "\n")).stdout.split()
+    lines = (await conn.run(script, input=secret.decode("utf-8") + "\n")).stdout.splitlines()
+    answer = lines[0].split() if lines else []
     if answer[:1] == ["missing"]:
         raise FleetError(f"{node.name}: {argv[0]} not found on the node (run `litesrl nodes deploy {node.name}`)")
     if answer[:1] == ["running"]:
-        return AgentStatus(node.name, True, int(answer[1]), "already running")
+        pid = int(answer[1])
+        if answer[2:3] == ["1"] and _same_command(lines[1:], argv):
+            return AgentStatus(node.name, True, pid, "already running")
+        if not restart:
+            return AgentStatus(node.name, True, pid, STALE_SETTINGS)
+        await stop_agent(conn)
+        started = await start_agent(conn, secret, command)
+        return replace(started, action="restarted")
     pid = int(answer[1])
     await asyncio.sleep(START_SETTLE)
     status = await agent_status(conn)
@@ -108,6 +130,18 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
         tail = next((line for line in reversed(status.log_tail) if line.strip()), "no output")
         raise FleetError(f"{node.name}: the agent exited right after starting: {tail}")
     return AgentStatus(node.name, True, pid, "started", status.log_tail)
+
+
+def _same_command(running: list[str], argv: list[str]) -> bool:
+    # The node's shell expanded a leading "~/" of the argv it was given: "/home/nvidia/x" stands for "~/x".
+    running = [arg for arg in running if arg]
+    return len(running) == len(argv) and all(
+        have == want or (want.startswith("~/") and have.endswith(want[1:])) for have, want in zip(running, argv))
+
+
+def _log_start(layout: RemoteLayout) -> str:
+    """File holding the agent log's size when the current agent started."""
+    return f"{layout.pid_file[: -len('.pid')]}.logstart"
 
 
 async def stop_agent(conn: NodeConnection, timeout: float = 10.0) -> AgentStatus:
@@ -125,7 +159,7 @@ async def stop_agent(conn: NodeConnection, timeout: float = 10.0) -> AgentStatus
         'how=stopped',
         'if alive "$pid"; then how=killed; kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid"; fi',
         'i=0; while alive "$pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done',
-        f'if alive "$pid"; then echo "stuck $pid"; exit 0; fi',
+        'if alive "$pid"; then echo "stuck $pid"; exit 0; fi',
         f"rm -f {pid_file}",
         'echo "$how $pid"',
     ])
@@ -141,12 +175,16 @@ async def stop_agent(conn: NodeConnection, timeout: float = 10.0) -> AgentStatus
 async def agent_status(conn: NodeConnection, tail_lines: int = LOG_TAIL_LINES) -> AgentStatus:
     """Whether the agent runs, its pid, and the last ``tail_lines`` lines of its log and output."""
     node, layout = conn.node, conn.layout
+    start = sh_quote(_log_start(layout))
     script = "\n".join([
         _alive_function(node),
         f'pid=$(cat {sh_quote(layout.pid_file)} 2>/dev/null)',
         'if alive "$pid"; then echo "running $pid"; else echo "stopped $pid"; fi',
-        f"for f in {sh_quote(layout.output_file)} {sh_quote(layout.log_file)}; do "
-        f'[ -f "$f" ] && tail -n {int(tail_lines)} "$f"; done; true',
+        f"[ -f {sh_quote(layout.output_file)} ] && tail -n {int(tail_lines)} {sh_quote(layout.output_file)}",
+        # Only what the current (or last) start logged: earlier starts' tracebacks are history.
+        f"offset=$(cat {start} 2>/dev/null || echo 0)",
+        f'[ -f {sh_quote(layout.log_file)} ] && tail -c +$((offset + 1)) {sh_quote(layout.log_file)} '
+        f"| tail -n {int(tail_lines)}; true",
     ])
     lines = (await conn.run(script)).stdout.splitlines()
     head = lines[0].split() if lines else ["stopped"]

@@ -1,4 +1,8 @@
-"""``check``: what a node is (board, L4T/JetPack, Python, torch/CUDA, memory, disk, litesrl) and what stops it training."""
+"""``check``: what a node is (board, L4T/JetPack, Python, torch/CUDA, memory, disk, litesrl) and what stops it training.
+
+The probe runs in the venv the agent will use (the node's ``python`` before the first deploy) and
+imports what the agent imports, so each missing module is named with the command that fixes it.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from console.errors import FleetError
-from console.fleet.remote import sh_join
+from console.fleet.board_python import JETPACK_HINT, MIN_PYTHON, PROBE_TIMEOUT
+from console.fleet.remote import sh_join, sh_quote
 from console.fleet.ssh import NodeConnection
 from console.fleet.wheel import local_version
 
-PROBE_TIMEOUT = 180.0
-"""Seconds allowed for the probe; importing torch on a TX2 alone takes 10-20 s."""
-
-MIN_PYTHON = (3, 10)
-"""Oldest Python litesrl installs on (``requires-python`` in pyproject.toml)."""
+JETPACK_MODULES = frozenset({"torch", "torchvision", "numpy", "PIL"})
+"""Modules the board's ``python`` must provide (JetPack does); everything else comes with deploy."""
 
 _PROBE = Path(__file__).with_name("probe_script.py")
 _MARKER = "LITESRL-PROBE "
@@ -75,6 +77,11 @@ class CheckReport:
     """litesrl version installed in the node's venv (None: not deployed)."""
     problems: tuple[str, ...]
     """What would stop this node from training, one line each."""
+    notes: tuple[str, ...] = ()
+    """What is missing but optional (psutil, tifffile), one line each."""
+    overhead: int | None = None
+    """Resident bytes of a process that imported the agent's modules (torch) and made the CUDA context:
+    memory the agent holds before any stage, which CWB must not plan (None: the venv cannot import them)."""
 
     @property
     def ready(self) -> bool:
@@ -83,40 +90,48 @@ class CheckReport:
 
 
 async def check_node(conn: NodeConnection) -> CheckReport:
-    """Probe the node over ``conn`` with its own Python and return the typed report.
+    """Probe the node over ``conn`` in its venv (else with its ``python``) and return the typed report.
 
     Raises :class:`FleetError` when the probe cannot run (Python missing, timeout).
     """
     node, layout = conn.node, conn.layout
-    command = sh_join([node.python, "-", layout.venv, node.data_path or "", layout.workdir])
+    args = ["-", layout.venv, node.data_path or "", layout.workdir]
+    venv_python = sh_quote(layout.venv_python)
+    # From / so that no folder of the login directory shadows an installed package.
+    command = (f"cd / && if [ -x {venv_python} ]; then {sh_join([layout.venv_python, *args])}; "
+               f"else {sh_join([node.python, *args])}; fi")
     result = await conn.run(command, input=_PROBE.read_text(encoding="utf-8"), timeout=PROBE_TIMEOUT, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith(_MARKER)]
     if result.exit_status != 0 or not lines:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise FleetError(f"{node.name}: probe with {node.python} failed (exit {result.exit_status}): {detail}")
     return build_report(conn.node.name, node.board, node.memory_budget, node.data_path, layout.venv,
-                        json.loads(lines[-1][len(_MARKER):]))
+                        json.loads(lines[-1][len(_MARKER):]), python=node.python)
 
 
 def build_report(name: str, board: str, memory_budget: int, data_path: str | None, venv: str,
-                 probe: dict) -> CheckReport:
+                 probe: dict, python: str = "python3") -> CheckReport:
     """Turn the probe's JSON into a :class:`CheckReport`, listing the problems it reveals."""
     model = probe.get("model")
     l4t = parse_l4t(probe.get("tegra_release"))
     jetpack = (probe.get("jetpack") or "").split("-")[0] or _JETPACK_FOR_L4T.get(l4t or "")
     detected = board_from_model(model)
+    missing = probe.get("missing") or {}
+    overhead = (probe.get("rss_cuda") or probe.get("rss_imports")) if probe.get("torch") else None
     report = CheckReport(
         node=name, board=board, detected_board=detected, model=model, l4t=l4t, jetpack=jetpack,
         python=str(probe.get("python")), torch=probe.get("torch"), cuda=probe.get("cuda"),
         cuda_device=probe.get("cuda_device"), mem_total=probe.get("mem_total"),
         mem_available=probe.get("mem_available"), disk_path=str(probe.get("disk_path")),
         disk_free=int(probe.get("disk_free") or 0), litesrl=probe.get("litesrl"), problems=(),
+        overhead=overhead,
     )
     problems = []
     if _version_tuple(report.python) < MIN_PYTHON:
         problems.append(f"Python {report.python} is older than {'.'.join(map(str, MIN_PYTHON))}, which litesrl needs")
     if report.torch is None:
-        problems.append(f"torch is not importable by {probe.get('python_path')}: {probe.get('torch_error')}")
+        problems.append(f"torch is not importable by {probe.get('python_path')}: {probe.get('torch_error')}; "
+                        f"{JETPACK_HINT}")
     elif not report.cuda and board != "generic":
         problems.append(f"torch {report.torch} sees no CUDA device")
     if detected and board != "generic" and detected != board:
@@ -125,14 +140,41 @@ def build_report(name: str, board: str, memory_budget: int, data_path: str | Non
         problems.append(
             f"memory_budget {memory_budget / 1e9:.2f} GB exceeds the node's {report.mem_total / 1e9:.2f} GB"
         )
+    elif report.mem_total and overhead and memory_budget + overhead > report.mem_total:
+        problems.append(f"memory_budget {memory_budget / 1e9:.2f} GB plus the agent's {overhead / 1e9:.2f} GB "
+                        f"runtime exceeds the node's {report.mem_total / 1e9:.2f} GB")
     if data_path and probe.get("data_exists") is False:
         problems.append(f"data_path {data_path} does not exist")
     here = local_version()
+    deployed = probe.get("deployed")
     if report.litesrl is None:
         problems.append(f"litesrl is not installed in {venv} (run `litesrl nodes deploy {name}`)")
-    elif here and report.litesrl != here:
-        problems.append(f"litesrl {report.litesrl} on the node differs from {here} here (run `litesrl nodes deploy {name}`)")
-    return replace(report, problems=tuple(problems))
+    else:
+        if here and report.litesrl != here:
+            problems.append(f"litesrl {report.litesrl} on the node differs from {here} here "
+                            f"(run `litesrl nodes deploy {name}`)")
+        if deployed is None or deployed.get("python") != python:
+            made = f"from {deployed['python']}" if deployed and deployed.get("python") else "by an older deploy"
+            problems.append(f"the venv {venv} was made {made}, not the inventory's python {python} "
+                            f"(run `litesrl nodes deploy {name}`, which makes it afresh)")
+        problems.extend(_missing_module(name, venv, module, error) for module, error in missing.items()
+                        if module != "torch" or report.torch is not None)
+    notes = [f"{module} is not installed (optional: `litesrl nodes bundle` where an index is reachable, then "
+             f"`litesrl nodes deploy {name}`)" for module in probe.get("optional_missing") or ()]
+    return replace(report, problems=tuple(problems), notes=tuple(notes))
+
+
+def _missing_module(node: str, venv: str, module: str, error: str) -> str:
+    """One line naming a module the venv cannot import and the command that fixes it."""
+    absent = error.split("No module named ", 1)[1].strip("'\"") if "No module named " in error else None
+    root = (absent or module).split(".")[0]
+    if root in JETPACK_MODULES:
+        fix = f"{JETPACK_HINT}, then `litesrl nodes deploy {node} --rebuild`"
+    elif root in ("nodes", "engine", "console", "assets"):
+        fix = f"run `litesrl nodes deploy {node}`"
+    else:
+        fix = f"run `litesrl nodes bundle` where an index is reachable, then `litesrl nodes deploy {node}`"
+    return f"{venv} cannot import {module} ({error}): {fix}"
 
 
 def parse_l4t(release_line: str | None) -> str | None:

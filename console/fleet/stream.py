@@ -69,7 +69,8 @@ class LineStream:
         if status not in (0, None) or completed.exit_signal is not None:
             detail = self.stderr_tail[-1] if self.stderr_tail else "no error output"
             how = f"exit {status}" if completed.exit_signal is None else f"signal {completed.exit_signal[0]}"
-            raise FleetError(f"{self.conn.node.name}: {self.command!r} ended ({how}): {detail}")
+            # The cause first: a long command line before it would push it out of a narrow view.
+            raise FleetError(f"{self.conn.node.name}: {detail} ({how} of {self.command!r})")
 
     async def _drain_stderr(self) -> None:
         # Unread stderr would fill the channel window and stall stdout, so it is always consumed.

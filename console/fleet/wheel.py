@@ -1,9 +1,10 @@
-"""The litesrl wheel that ``deploy`` ships: built from this source checkout, cached per version."""
+"""The litesrl wheel that ``deploy`` ships: built from this source checkout, cached per version and content."""
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import logging
 import os
 import shutil
@@ -33,7 +34,8 @@ def default_cache_dir() -> Path:
     return Path(base) / "litesrl" / "wheels"
 
 
-def _project(root: Path) -> dict:
+def project_metadata(root: Path = PROJECT_ROOT) -> dict:
+    """pyproject.toml of the checkout at ``root``; raises :class:`FleetError` when there is none."""
     try:
         data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -46,7 +48,7 @@ def _project(root: Path) -> dict:
 def local_version() -> str | None:
     """The litesrl version here: the checkout's pyproject version, else the installed package's."""
     try:
-        return str(_project(PROJECT_ROOT)["project"]["version"])
+        return str(project_metadata(PROJECT_ROOT)["project"]["version"])
     except (FleetError, KeyError):
         try:
             return metadata.version("litesrl")
@@ -56,27 +58,28 @@ def local_version() -> str | None:
 
 async def build_wheel(*, rebuild: bool = False, cache_dir: Path | None = None,
                       project_root: Path = PROJECT_ROOT) -> Path:
-    """The wheel of ``project_root``'s current version, built with ``pip wheel --no-deps`` unless cached.
+    """The wheel of ``project_root`` as it is now, built with ``pip wheel --no-deps`` unless cached.
 
-    Cached as ``<cache_dir>/<version>/litesrl-<version>-*.whl``; ``rebuild`` replaces the cached one
-    (the version does not change with every edit). The sources are copied to a temporary folder
-    first so the build neither writes into the checkout nor packs stale files from an old
-    ``build/``. Uses ``--no-build-isolation`` so it works offline with the setuptools installed
-    here. Raises :class:`FleetError` with pip's last error line when the build fails.
+    Cached as ``<cache_dir>/<version>-<content>/litesrl-<version>-*.whl`` where ``<content>`` is a
+    hash of every file the wheel is built from, so changed code gets a new wheel though the version
+    stays; ``rebuild`` builds again anyway. The sources are copied to a temporary folder first so
+    the build neither writes into the checkout nor packs stale files from an old ``build/``. Uses
+    ``--no-build-isolation`` so it works offline with the setuptools installed here. Raises
+    :class:`FleetError` with pip's last error line when the build fails.
     """
-    project = _project(project_root)
+    project = project_metadata(project_root)
     version = str(project.get("project", {}).get("version", ""))
     if not version:
         raise FleetError(f"{project_root / 'pyproject.toml'} has no [project] version")
-    target_dir = (cache_dir or default_cache_dir()) / version
-    cached = sorted(target_dir.glob(f"litesrl-{version}-*.whl"))
-    if cached and not rebuild:
-        log.info("using cached wheel %s", cached[-1])
-        return cached[-1]
-    target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="litesrl-wheel-") as tmp:
         source, out = Path(tmp) / "src", Path(tmp) / "out"
         _stage_sources(project_root, project, source)
+        target_dir = (cache_dir or default_cache_dir()) / f"{version}-{content_hash(source)}"
+        cached = sorted(target_dir.glob(f"litesrl-{version}-*.whl"))
+        if cached and not rebuild:
+            log.info("using cached wheel %s", cached[-1])
+            return cached[-1]
+        target_dir.mkdir(parents=True, exist_ok=True)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
             "--disable-pip-version-check", "--quiet", "--wheel-dir", str(out), str(source),
@@ -96,6 +99,15 @@ async def build_wheel(*, rebuild: bool = False, cache_dir: Path | None = None,
         os.replace(partial, final)
     log.info("built %s", final)
     return final
+
+
+def content_hash(folder: Path) -> str:
+    """12 hex digits of SHA-256 over every file under ``folder`` (relative path and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _stage_sources(root: Path, project: dict, dest: Path) -> None:

@@ -29,11 +29,11 @@ from console.tui.screens.node import NodeScreen
 from console.tui.screens.open_dialog import OpenProfileDialog
 from console.tui.screens.partition import PartitionScreen
 from console.tui.screens.profile_dialog import ProfileChoice, ProfileDialog
-from console.tui.screens.train_dialog import TrainDialog
+from console.tui.screens.train_dialog import DEFAULT, TrainDialog, profile_choices
 from console.tui.screens.training import TrainingScreen
 from console.tui.settings import ConsoleSettings
 from console.tui.store import FleetStore
-from console.tui.training_run import EVENTS, TrainingRun, TrainRequest, runs_dir
+from console.tui.training_run import EVENTS, TrainingRun, TrainRequest, discard_empty_run, runs_dir
 from console.tui.training_state import TrainingState
 from engine.cwb.profile_format import load_profile
 from engine.errors import ProfileError
@@ -183,26 +183,28 @@ class ConsoleApp(App):
         except ConsoleError as exc:
             self.post_message(ProfileFailed(str(exc)))
         else:
-            self.post_message(ProfileReady(profile, f"measured on {node}"))
+            kept = self.backend.measured_profiles().get(node)
+            self.post_message(ProfileReady(profile, f"measured on {node}", str(kept) if kept else None))
 
     def load_reference_profile(self) -> None:
         """Show the shipped Jetson TX2 profile."""
-        self._load_profile_file(asset_path(REFERENCE_PROFILE), "TX2 reference")
+        self._load_profile_file(asset_path(REFERENCE_PROFILE), "TX2 reference", "tx2")
 
     def ask_profile_file(self) -> None:
         """Ask for a profile path and load it."""
         self.push_screen(OpenProfileDialog(), lambda path: path and self._load_profile_file(path, str(path)))
 
-    def _load_profile_file(self, path: Path, origin: str) -> None:
+    def _load_profile_file(self, path: Path, origin: str, source: str | None = None) -> None:
         self.switch_mode("profile")
         try:
-            self.post_message(ProfileReady(load_profile(path), origin))
+            self.post_message(ProfileReady(load_profile(path), origin, source or str(path)))
         except ProfileError as exc:
             self.post_message(ProfileFailed(str(exc)))
 
     def on_profile_ready(self, message: ProfileReady) -> None:
         slot = self.profile_slot
         slot.profile, slot.origin, slot.running, slot.error = message.profile, message.origin, None, None
+        slot.source = message.source
         self._log(f"profile loaded: {message.origin}", source="profile")
         self._changed(PlanChanged())
 
@@ -215,8 +217,14 @@ class ConsoleApp(App):
     # -- training -------------------------------------------------------------------------------
 
     def ask_training(self) -> None:
-        """Ask for the run's settings, then start it."""
-        self.push_screen(TrainDialog(), lambda request: request and self.start_training(request))
+        """Ask for the run's settings (the profile loaded with ``o`` or ``p`` preselected), then start it."""
+        from console.cluster.profiles import board_names
+
+        slot = self.profile_slot
+        loaded = (slot.origin, slot.source) if slot.profile is not None and slot.source else None
+        choices = profile_choices(self.backend.measured_profiles(), loaded, board_names())
+        self.push_screen(TrainDialog(profiles=choices, chosen=slot.source or DEFAULT),
+                         lambda request: request and self.start_training(request))
 
     def start_training(self, request: TrainRequest) -> None:
         """Launch ``litesrl train`` on the backend's cluster and follow its events."""
@@ -247,7 +255,10 @@ class ConsoleApp(App):
         except ConsoleError as exc:
             self.post_message(LogLine(str(exc), "error", "train"))
             await run.stop()
-        self.post_message(TrainingExited(await run.wait(), run.last_error))
+        code = await run.wait()
+        if code != 0:
+            discard_empty_run(out)
+        self.post_message(TrainingExited(code, run.last_error))
 
     def on_training_events(self, message: TrainingEvents) -> None:
         for event in message.events:

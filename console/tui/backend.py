@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Callable, Union
 
 from console.errors import ConsoleError
@@ -38,7 +39,7 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class AgentLoad:
-    """The node agent process itself, as measured on the machine it runs on (emulated cluster)."""
+    """The node agent process itself, as measured on the machine it runs on (a board, or this host when emulated)."""
 
     pid: int
     """Process id of the agent."""
@@ -59,7 +60,7 @@ class Reading:
     sample: Sample
     """The machine the node runs on: the board (SSH) or this host (emulated cluster)."""
     agent: AgentLoad | None = None
-    """The agent process, when the backend can see it (emulated cluster); None for SSH boards."""
+    """The agent process, when it runs (measured on its machine: the board, or this host when emulated)."""
     received: float = 0.0
     """``time.monotonic()`` when the console received it (staleness is judged from this)."""
 
@@ -144,6 +145,10 @@ class FleetBackend(abc.ABC):
 
         Raises :class:`console.errors.ConsoleError` (or a subclass) saying why profiling failed.
         """
+
+    def measured_profiles(self) -> dict[str, Path]:
+        """The profile file kept for each node profiled so far (newest first); none by default."""
+        return {}
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -137,6 +137,13 @@ class LocalBackend(FleetBackend):
         stdout = await run_litesrl(["profile", "--out", str(out), *request.options()], on_line)
         return profile_from_output(stdout, node)
 
+    def measured_profiles(self) -> dict[str, Path]:
+        """The profiles kept by :meth:`profile`, one per node, newest first."""
+        folder = state_dir() / "profiles"
+        found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+        names = {agent.name for agent in self._agents}
+        return {path.stem: path for path in found if path.stem in names}
+
     async def close(self) -> None:
         if self.started_here and not self.keep:
             log.info("stopping the emulated cluster this console started")

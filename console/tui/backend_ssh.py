@@ -1,7 +1,8 @@
 """The fleet backend for real boards: an inventory's nodes over asyncssh, telemetry streamed from each node.
 
-Each node runs ``litesrl tegrastats --local --json`` from its litesrl venv (jtop, else tegrastats,
-else psutil on the board) and the console reads one JSON sample per line through an SSH channel.
+Each node runs ``python -m nodes.telemetry_main`` from its litesrl venv (jtop, else tegrastats, else
+psutil, else /proc on the board; nothing beyond what JetPack ships) and the console reads one JSON
+sample per line through an SSH channel, with the node agent's own CPU and memory beside it.
 A node whose link fails is retried every :data:`RETRY_SECONDS`; its state (auth failed, host
 key unknown or changed, timeout, unreachable, stale) is reported as it changes.
 """
@@ -12,16 +13,18 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from console.errors import ConsoleError, FleetError
+from console.errors import FleetError
 from console.fleet.fleet import Fleet
 from console.fleet.inventory import Inventory, NodeSpec
+from console.fleet.profiles import keep, measured_profiles, profile_over
 from console.fleet.remote import RemoteLayout, sh_join
 from console.fleet.ssh import NodeState, NodeStatus, NodeUnavailable
 from console.fleet.stream import LineStream
 from console.fleet.target import resolve_target
-from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Reading, Update, profile_from_output
+from console.tui.backend import AgentLoad, FleetBackend, NodeInfo, ProfileRequest, Reading, Update
 from engine.cwb.profile_format import Profile
 from nodes.errors import TelemetryError
 from nodes.telemetry.sample import Sample
@@ -31,13 +34,21 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 5.0
 """Pause before reconnecting a node whose link or telemetry stream failed."""
 
-PROFILE_TIMEOUT = 3600.0
-"""Longest a profiling run on a board may take."""
+
+def telemetry_command(node: NodeSpec, interval: float) -> str:
+    """The remote command that streams a node's telemetry (and its agent's load) as JSON lines from its venv."""
+    layout = RemoteLayout.for_node(node)
+    return sh_join([layout.venv_python, "-m", "nodes.telemetry_main", "--interval", f"{interval:g}",
+                    "--agent-pid-file", layout.pid_file, "--agent-name", node.name])
 
 
-def telemetry_command(python: str, interval: float) -> str:
-    """The remote command that streams a node's telemetry as JSON lines, run by its venv's ``python``."""
-    return sh_join([python, "-m", "console.cli.main", "tegrastats", "--local", "--json", "--interval", f"{interval:g}"])
+def reading_from_line(node: str, line: str, received: float) -> Reading:
+    """A telemetry line of ``nodes.telemetry_main`` as a :class:`Reading` (ValueError/TelemetryError if malformed)."""
+    document = json.loads(line)
+    agent = document.get("agent")
+    load = AgentLoad(int(agent["pid"]), float(agent["cpu_percent"]), int(agent["rss_bytes"]), int(agent["threads"])) \
+        if isinstance(agent, dict) else None
+    return Reading(node, Sample.from_json_dict(document), load, received)
 
 
 class SSHBackend(FleetBackend):
@@ -80,7 +91,7 @@ class SSHBackend(FleetBackend):
     async def _follow(self, node: NodeSpec, interval: float, emit: Callable[[Update], None]) -> None:
         """Connect ``node`` and stream its telemetry, forever; every failure is emitted as its status."""
         fleet = self._fleets[node.name]
-        command = telemetry_command(RemoteLayout.for_node(node).venv_python, interval)
+        command = telemetry_command(node, interval)
         while True:
             await fleet.connect()
             status = fleet.status(node.name)
@@ -91,7 +102,7 @@ class SSHBackend(FleetBackend):
                     reason = "telemetry stream ended"
                 except NodeUnavailable as exc:
                     reason = exc.status.reason
-                except (FleetError, TelemetryError, ValueError) as exc:
+                except (FleetError, TelemetryError, ValueError, KeyError, TypeError) as exc:
                     reason = str(exc)
                 now = fleet.status(node.name)
                 emit(now if not now.ok else NodeStatus(node.name, NodeState.STALE, reason))
@@ -101,24 +112,26 @@ class SSHBackend(FleetBackend):
         async with LineStream(fleet.connection(node.name), command) as lines:
             async for line in lines:
                 if line.startswith("{"):
-                    emit(Reading(node.name, Sample.from_json_dict(json.loads(line)), None, time.monotonic()))
+                    emit(reading_from_line(node.name, line, time.monotonic()))
 
     async def profile(self, node: str, request: ProfileRequest, on_line: Callable[[str], None]) -> Profile:
-        """Run ``litesrl profile`` on the board (its own torch and GPU) and read the profile it prints."""
+        """Run ``python -m nodes.profile_main`` on the board (its own torch and GPU), keep and return the profile."""
         self.inventory.node(node)  # InventoryError naming the known nodes
         fleet = self._fleets[node]
         await fleet.connect()
-        conn = fleet.connection(node)
-        out = f"{conn.layout.workdir}/profile-{node}.json"
-        command = sh_join([conn.layout.venv_python, "-m", "console.cli.main", "profile", "--out", out, *request.options()])
-        on_line(f"{node}$ {command}")
-        result = await conn.run(command, timeout=PROFILE_TIMEOUT, check=False)
-        for line in result.stderr.splitlines()[-20:]:
-            on_line(line)
-        if result.exit_status != 0:
-            detail = next((l for l in reversed(result.stderr.splitlines()) if l.strip()), "no error output")
-            raise ConsoleError(f"{node}: profiling failed (exit {result.exit_status}): {detail}")
-        return profile_from_output(result.stdout, node)
+        profile = await profile_over(fleet.connection(node), request.options(), on_line)
+        path = keep(profile, self.inventory.cluster.name, node)
+        on_line(f"kept {path}")
+        return profile
+
+    def measured_profiles(self) -> dict[str, Path]:
+        """The profiles kept for this inventory's boards (by :meth:`profile` or ``litesrl nodes profile``), newest first."""
+        kept: dict[str, Path] = {}
+        for path in measured_profiles(self.inventory.cluster.name):
+            node = path.stem.rsplit("-", 1)[0]
+            if node in {n.name for n in self.inventory.nodes}:
+                kept.setdefault(node, path)
+        return kept
 
     async def close(self) -> None:
         await asyncio.gather(*(fleet.close() for fleet in self._fleets.values()))

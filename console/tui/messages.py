@@ -105,6 +105,8 @@ class ProfileReady(Message):
     """The profile."""
     origin: str
     """Where it came from, for people (``measured on tx2-1``, a path, ``TX2 reference``)."""
+    source: str | None = None
+    """What ``litesrl train --profile`` takes to use it (its file, or a board name), when known."""
 
 
 @dataclass

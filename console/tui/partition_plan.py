@@ -45,6 +45,8 @@ class ProfileSlot:
     """The loaded profile, None before one is loaded."""
     origin: str = ""
     """Where it came from, for people."""
+    source: str | None = None
+    """What ``litesrl train --profile`` takes to use it: its file, or a reference board's name."""
     running: str | None = None
     """Node being profiled now, None when no profiling runs."""
     started: float = 0.0

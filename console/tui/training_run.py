@@ -41,18 +41,37 @@ class TrainRequest:
     """Mini-batches to train."""
     average_every: int = 20
     """Average the replicas of each stage every this many iterations (paper: 100)."""
+    profile: str | None = None
+    """CWB profile: a profile file (measured on a board, or any) or a reference board name; None: the
+    cluster's default (the emulated board's, else the newest measured on the boards)."""
 
     def argv(self, cluster: str, out: Path) -> list[str]:
         """The command line that trains on ``cluster`` into the run folder ``out`` (events: ``out/events.jsonl``)."""
-        return [sys.executable, "-m", "console.cli.main", "train", "--cluster", cluster, "--mode", self.mode,
+        argv = [sys.executable, "-m", "console.cli.main", "train", "--cluster", cluster, "--mode", self.mode,
                 "--policy", self.policy, "--iterations", str(self.iterations),
                 "--average-every", str(self.average_every), "--out", str(out), "--events", str(out / EVENTS)]
+        return argv + (["--profile", self.profile] if self.profile else [])
 
 
 def runs_dir() -> Path:
     """``$XDG_STATE_HOME/litesrl/runs``: run folders (checkpoint, events) of the trainings the console launched."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "litesrl" / "runs"
+
+
+def discard_empty_run(out: Path) -> bool:
+    """Remove the run folder of a training that failed before it trained (nothing but an empty event
+    stream in it), so failed starts leave no empty folders behind; True when removed."""
+    try:
+        entries = list(out.iterdir())
+    except FileNotFoundError:
+        return False
+    if any(entry.name != EVENTS or entry.stat().st_size > 0 for entry in entries):
+        return False
+    for entry in entries:
+        entry.unlink()
+    out.rmdir()
+    return True
 
 
 class TrainingRun:

@@ -1,4 +1,4 @@
-"""One telemetry reading of a node, shared by every source (tegrastats, jtop, psutil), plus its derived figures."""
+"""One telemetry reading of a node, shared by every source (tegrastats, jtop, psutil, /proc), plus its derived figures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Mapping
 
-SourceName = Literal["jtop", "tegrastats", "psutil"]
+SourceName = Literal["jtop", "tegrastats", "psutil", "proc"]
 
 # Rails that measure the whole module input, best first (the order jetson-stats uses):
 #   VIN        Jetson Thor carrier INA238, the complete system input.

@@ -1,4 +1,4 @@
-"""The telemetry source contract, and `open_best_source`, which picks jtop, then tegrastats, then psutil.
+"""The telemetry source contract, and `open_best_source`, which picks jtop, then tegrastats, psutil, /proc.
 
 Contract: a source is opened by its own ``open(...)`` coroutine, which raises TelemetryError
 when the source cannot work on this machine, and is already producing when it returns.
@@ -28,7 +28,7 @@ class TelemetrySource(abc.ABC):
     """A stream of Samples from one machine, one per interval."""
 
     name: str
-    """Short name shown to the operator: "jtop", "tegrastats" or "psutil"."""
+    """Short name shown to the operator: "jtop", "tegrastats", "psutil" or "proc"."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -70,36 +70,36 @@ async def open_best_source(
     tegrastats_command: Sequence[str] = DEFAULT_TEGRASTATS,
     use_jtop: bool = True,
 ) -> Choice:
-    """Open the best source that works here: jtop (its service answers), tegrastats, then psutil.
+    """Open the best source that works here: jtop (its service answers), tegrastats, psutil, then /proc.
 
     ``tegrastats_command`` is the command line to run (``--interval`` is appended); ``use_jtop``
     False skips jtop, for callers that must not connect to the jtop service.
-    Raises TelemetryError only when not even psutil works.
+    Raises TelemetryError only when not even /proc can be read (not Linux, no psutil).
     """
     # The sources import this module for their base class, so they are imported here.
     from nodes.telemetry.jtop_source import JtopSource
+    from nodes.telemetry.proc_source import ProcSource
     from nodes.telemetry.psutil_source import PsutilSource
     from nodes.telemetry.tegrastats_source import TegrastatsSource
 
     validate_interval(interval)
+    openers = [
+        ("jtop", lambda: JtopSource.open(interval)),
+        ("tegrastats", lambda: TegrastatsSource.open(interval, command=tegrastats_command)),
+        ("psutil", lambda: PsutilSource.open(interval)),
+        ("proc", lambda: ProcSource.open(interval)),
+    ]
     skipped: list[tuple[str, str]] = []
-    if use_jtop:
+    for name, opener in openers if use_jtop else openers[1:]:
         try:
-            return Choice(await JtopSource.open(interval), tuple(skipped))
+            choice = Choice(await opener(), tuple(skipped))
         except TelemetryError as exc:
-            skipped.append(("jtop", str(exc)))
-    try:
-        return Choice(await TegrastatsSource.open(interval, command=tegrastats_command), tuple(skipped))
-    except TelemetryError as exc:
-        skipped.append(("tegrastats", str(exc)))
-    try:
-        choice = Choice(await PsutilSource.open(interval), tuple(skipped))
-    except TelemetryError as exc:
-        skipped.append(("psutil", str(exc)))
-        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped)
-        raise TelemetryError(f"no telemetry source works here ({reasons})") from None
-    log.info("telemetry source: %s", choice.describe())
-    return choice
+            skipped.append((name, str(exc)))
+            continue
+        log.info("telemetry source: %s", choice.describe())
+        return choice
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped)
+    raise TelemetryError(f"no telemetry source works here ({reasons})")
 
 
 def validate_interval(interval: float) -> None:

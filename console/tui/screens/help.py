@@ -16,6 +16,14 @@ INTRO = (
 )
 
 
+STATES = (
+    "Node states: up: SSH connected and telemetry arriving. stale: connected, but keepalives or telemetry "
+    "stopped for a while (the board's telemetry or agent died, or the link hangs); the console reconnects. "
+    "timeout / unreachable: no SSH connection (nothing answers, or too slowly). auth failed, host key "
+    "unknown / mismatch: the login or the host key was refused (`litesrl nodes trust NAME` for a new board)."
+)
+
+
 def _key(binding: Binding, app) -> str:
     return ", ".join(app.get_key_display(Binding(key.strip(), "")) for key in binding.key.split(","))
 
@@ -50,3 +58,4 @@ class HelpScreen(ModalScreen[None]):
             yield Static(bindings_table("Everywhere", self.app.BINDINGS, self.app), id="help-app")
             name = type(self.under).__name__.removesuffix("Screen") or "This screen"
             yield Static(bindings_table(f"{name} screen", self.under.BINDINGS, self.app), id="help-screen")
+            yield Static(Text(STATES), id="help-states")

@@ -1,6 +1,12 @@
-"""The training dialog: fixed or dynamic chains, next-hop policy, iterations, averaging period."""
+"""The training dialog: fixed or dynamic chains, next-hop policy, iterations, averaging period, and the CWB profile.
+
+The profile choices: the cluster's default, each profile measured on a board, the one loaded with ``o``
+(or ``p``), each shipped reference board, or a file named here.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,15 +16,39 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from console.tui.training_run import TrainRequest
 
+DEFAULT = "default"
+"""The profile choice that leaves ``--profile`` out (the cluster's own default)."""
+
+FILE = "file"
+"""The profile choice that takes the path typed in the dialog."""
+
+
+def profile_choices(measured: dict[str, Path], loaded: tuple[str, str] | None,
+                    boards: list[str]) -> list[tuple[str, str]]:
+    """``(label, value)`` options of the profile select; a value is what ``litesrl train --profile`` takes.
+
+    ``measured``: node -> kept profile file; ``loaded``: (origin, file or board) of the profile loaded
+    in the console, if any; ``boards``: the shipped reference boards.
+    """
+    options = [("cluster default", DEFAULT)]
+    options += [(f"measured on {node}", str(path)) for node, path in measured.items()]
+    if loaded is not None and loaded[1] not in {value for _, value in options}:
+        options.append((f"loaded: {loaded[0]}", loaded[1]))
+    options += [(f"reference {board}", board) for board in boards]
+    return options + [("a file…", FILE)]
+
 
 class TrainDialog(ModalScreen[TrainRequest | None]):
     """Asks for the run's settings; dismisses with a :class:`TrainRequest` or None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, request: TrainRequest | None = None) -> None:
+    def __init__(self, request: TrainRequest | None = None, profiles: list[tuple[str, str]] | None = None,
+                 chosen: str = DEFAULT) -> None:
         super().__init__()
         self.request = request or TrainRequest()
+        self.profiles = profiles or [("cluster default", DEFAULT)]
+        self.chosen = chosen if chosen in {value for _, value in self.profiles} else DEFAULT
 
     def compose(self) -> ComposeResult:
         r = self.request
@@ -35,6 +65,10 @@ class TrainDialog(ModalScreen[TrainRequest | None]):
                 yield Input(str(r.iterations), id="iterations", type="integer")
                 yield Label("average every")
                 yield Input(str(r.average_every), id="average", type="integer")
+                yield Label("profile")
+                yield Select(self.profiles, value=self.chosen, id="profile", allow_blank=False)
+                yield Label("profile file")
+                yield Input(placeholder="path of a litesrl-profile .json (with 'a file…')", id="profile-file")
             yield Static(id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Start", variant="primary", id="ok")
@@ -52,9 +86,17 @@ class TrainDialog(ModalScreen[TrainRequest | None]):
         if iterations < 1 or average < 0:
             self.query_one("#problem", Static).update("iterations must be ≥ 1 and the averaging period ≥ 0")
             return
+        profile = self.query_one("#profile", Select).value
+        if profile == FILE:
+            path = Path(self.query_one("#profile-file", Input).value.strip()).expanduser()
+            if not path.is_file():
+                self.query_one("#problem", Static).update(f"no profile file {path}")
+                return
+            profile = str(path)
         self.dismiss(TrainRequest(mode=self.query_one("#mode", Select).value,
                                   policy=self.query_one("#policy", Select).value,
-                                  iterations=iterations, average_every=average))
+                                  iterations=iterations, average_every=average,
+                                  profile=None if profile == DEFAULT else str(profile)))
 
     def action_cancel(self) -> None:
         """Close without training."""

@@ -68,8 +68,10 @@ class SSHServer:
                 self.process.wait()
 
 
-def start_sshd(workdir: Path, sshd: str, user: str) -> SSHServer:
+def start_sshd(workdir: Path, sshd: str, user: str, extra_config: tuple[str, ...] = ()) -> SSHServer:
     """Start sshd in the foreground (``-D -e``) on a free loopback port, serving ``user``.
+
+    ``extra_config`` lines are appended to its sshd_config (e.g. ``SetEnv`` for every session).
 
     As root, sshd needs its privilege-separation directory ``/run/sshd``. StrictModes is off
     because the test files live under /tmp, which is world-writable, and StrictModes refuses
@@ -107,6 +109,7 @@ def start_sshd(workdir: Path, sshd: str, user: str) -> SSHServer:
                 "MaxStartups 100",
                 "MaxSessions 100",
                 "LogLevel VERBOSE",
+                *extra_config,
                 "",
             ])
         )

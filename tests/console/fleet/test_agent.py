@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from console.fleet.agent import AGENT_ENV, agent_command, agent_status, start_agent, stop_agent
+from console.fleet.agent import AGENT_ENV, STALE_SETTINGS, agent_command, agent_status, start_agent, stop_agent
 from console.fleet.fleet import Fleet
 from console.fleet.inventory import load_inventory
 from console.fleet.remote import RemoteLayout
@@ -142,3 +142,47 @@ def test_agent_command_is_the_documented_argv(tmp_path):
         "--secret-file", "~/litesrl/cluster.secret", "--log-file", "~/litesrl/agent-tx2-1.log", "--name", "tx2-1",
         "--memory-budget", "3000000000", "--data", "/data/rs",
     ]
+
+
+async def test_start_on_an_agent_with_other_settings_says_so_and_restart_applies_them(sshd, trusted, tmp_path,
+                                                                                    make_inventory, reap):
+    inv = load_inventory(make_inventory())
+    other = [*SLEEPER, "--port", "7799"]  # e.g. agent_port changed in the inventory
+    async with Fleet(inv) as fleet:
+        [started] = await fleet.each(lambda conn: start_agent(conn, SECRET, SLEEPER))
+        reap.append(started.value.pid)
+        [changed] = await fleet.each(lambda conn: start_agent(conn, SECRET, other))
+        assert (changed.value.action, changed.value.pid) == (STALE_SETTINGS, started.value.pid)
+        new_secret = b"fedcba9876543210fedcba9876543210"
+        [rekeyed] = await fleet.each(lambda conn: start_agent(conn, new_secret, SLEEPER))
+        assert rekeyed.value.action == STALE_SETTINGS
+        # The running agent keeps the secret it started with, and so does the file it reads.
+        assert (tmp_path / "node-n1" / "cluster.secret").read_bytes() == SECRET + b"\n"
+        [restarted] = await fleet.each(lambda conn: start_agent(conn, new_secret, other, restart=True))
+        reap.append(restarted.value.pid)
+        assert restarted.value.action == "restarted" and restarted.value.pid != started.value.pid
+        assert gone(started.value.pid)
+        assert psutil.Process(restarted.value.pid).cmdline()[-2:] == ["--port", "7799"]
+        assert (tmp_path / "node-n1" / "cluster.secret").read_bytes() == new_secret + b"\n"
+        await fleet.each(lambda conn: stop_agent(conn, timeout=5))
+
+
+async def test_status_shows_only_what_the_current_start_logged(sshd, trusted, tmp_path, make_inventory, reap):
+    inv = load_inventory(make_inventory())
+    workdir = tmp_path / "node-n1"
+    workdir.mkdir()
+    log = workdir / "agent-n1.log"
+    log.write_text("Traceback (most recent call last):\nOSError: an earlier start failed\n")
+    logger = [sys.executable, "-c", f"import time; open({str(log)!r}, 'a').write('this start is fine\\n'); "
+                                    "print('agent up', flush=True); time.sleep(600)"]
+    async with Fleet(inv) as fleet:
+        [started] = await fleet.each(lambda conn: start_agent(conn, SECRET, logger))
+        reap.append(started.value.pid)
+        for _ in range(100):  # the interpreter may take a while to start on a busy machine
+            [status] = await fleet.each(agent_status)
+            if "agent up" in status.value.log_tail:
+                break
+            time.sleep(0.3)
+        await fleet.each(lambda conn: stop_agent(conn, timeout=5))
+    assert "this start is fine" in status.value.log_tail and "agent up" in status.value.log_tail
+    assert not any("earlier start" in line or "Traceback" in line for line in status.value.log_tail)

@@ -33,6 +33,18 @@ def test_example_inventory_is_six_tx2_as_in_the_paper():
     assert inv.nodes[0].venv == "~/litesrl/venv"
     assert [n.name for n in inv.select(tags=["chain-b"])] == ["tx2-4", "tx2-5", "tx2-6"]
     assert [n.name for n in inv.select(["tx2-2", "tx2-1"])] == ["tx2-1", "tx2-2"]
+    # DHP links the boards to each other: each agent binds the rack LAN address the others reach.
+    assert all(n.agent_bind == n.host for n in inv.nodes)
+
+
+def test_the_readme_flow_names_nodes_and_the_cluster_of_the_example_inventory():
+    import re
+
+    inv = load_inventory(asset_path("inventory.example.toml"))
+    readme = (Path(asset_path("inventory.example.toml")).parents[1] / "README.md").read_text()
+    named = re.findall(r"litesrl nodes (?:trust|profile) (\S+)", readme)
+    assert named and set(named) <= {n.name for n in inv.nodes}
+    assert f"/profiles/{inv.cluster.name}/" in readme
 
 
 def test_defaults_and_relative_paths(tmp_path):

@@ -17,8 +17,18 @@ from tests.console.fleet.conftest import _no_ssh_agent, known_hosts, make_invent
 
 pytestmark = pytest.mark.ssh
 
-VENV = Path(sys.executable).parent.parent
-"""The node's litesrl venv is this one: the test node is this machine."""
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def node_venv(tmp_path) -> Path:
+    """The test node's "venv": this interpreter running this checkout (an SSH session has no PYTHONPATH of ours)."""
+    venv = tmp_path / "node-venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return venv
 
 
 async def first_updates(backend: SSHBackend, until, timeout: float = 90.0) -> list:
@@ -39,8 +49,8 @@ async def first_updates(backend: SSHBackend, until, timeout: float = 90.0) -> li
     return seen
 
 
-async def test_a_trusted_node_streams_its_telemetry_over_ssh(sshd, trusted, make_inventory):
-    inventory = load_inventory(make_inventory(names=("n1",), node_extra=f'venv = "{VENV}"'))
+async def test_a_trusted_node_streams_its_telemetry_over_ssh(sshd, trusted, make_inventory, node_venv):
+    inventory = load_inventory(make_inventory(names=("n1",), node_extra=f'venv = "{node_venv}"'))
     backend = create_backend(LaunchOptions(inventory=inventory.path))
     assert isinstance(backend, SSHBackend) and backend.cluster_argument == str(inventory.path)
     await backend.start()
@@ -52,12 +62,12 @@ async def test_a_trusted_node_streams_its_telemetry_over_ssh(sshd, trusted, make
     assert seen[0] == NodeStatus("n1", NodeState.UP)
     readings = [u for u in seen if isinstance(u, Reading)]
     assert readings[0].node == "n1" and readings[0].agent is None
-    assert readings[0].sample.source == "psutil" and readings[0].sample.cpus  # this machine, via the node's CLI
+    assert readings[0].sample.source == "psutil" and readings[0].sample.cpus  # this machine, via nodes.telemetry_main
     assert readings[1].received > readings[0].received
 
 
-async def test_an_unknown_host_key_is_reported_with_how_to_trust_it(sshd, known_hosts, make_inventory):
-    inventory = load_inventory(make_inventory(names=("n1",), node_extra=f'venv = "{VENV}"'))
+async def test_an_unknown_host_key_is_reported_with_how_to_trust_it(sshd, known_hosts, make_inventory, node_venv):
+    inventory = load_inventory(make_inventory(names=("n1",), node_extra=f'venv = "{node_venv}"'))
     backend = SSHBackend(inventory)
     await backend.start()
     try:
