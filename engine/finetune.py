@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
 from engine.augment.ops import RandomRot90
 from engine.data.folder import ImageSet
+from engine.eval_config import EvalConfig, Progress
 from engine.schedule import cosine_lr
-
-if TYPE_CHECKING:
-    from engine.evaluate import EvalConfig, Progress
 
 
 def finetune_classifier(
     backbone: nn.Module, train: ImageSet, num_classes: int, mean: torch.Tensor, std: torch.Tensor,
-    config: "EvalConfig", device: torch.device, on_progress: "Progress | None",
+    config: EvalConfig, device: torch.device, on_progress: Progress | None,
 ) -> nn.Sequential:
     """Train ``Sequential(backbone, Linear)`` with Adam (backbone at ``backbone_lr``, classifier at
     ``lr``, both cosine-decayed), light geometric augmentation and batch ``batch_size``."""

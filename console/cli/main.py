@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "console.cli.cluster",
     "console.cli.train",
     "console.cli.status",
+    "console.cli.predict",
+    "console.cli.export",
 )
 
 app = typer.Typer(

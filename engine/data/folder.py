@@ -126,10 +126,10 @@ def load_images(
         try:
             image = read_image(record.path, modality, sar_scaling, min_side=size)
         except Exception as exc:  # any decoder failure means "unreadable"; it is reported below
-            skipped.append(SkippedFile(record.path, _reason(exc)))
-            log.warning("skipping unreadable image %s: %s", record.path, _reason(exc))
+            skipped.append(SkippedFile(record.path, describe_error(exc)))
+            log.warning("skipping unreadable image %s: %s", record.path, describe_error(exc))
         else:
-            kept.append(_square(image, size))
+            kept.append(square(image, size))
             labels.append(record.label)
             paths.append(record.path)
         if on_progress:
@@ -140,7 +140,8 @@ def load_images(
     return ImageSet(images, torch.tensor(labels, dtype=torch.long), paths, list(classes), modality, skipped)
 
 
-def _square(image: torch.Tensor, size: int) -> torch.Tensor:
+def square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``image`` (C, H, W) with its short side resized to ``size`` (antialiased) and the centre square kept."""
     if image.shape[-2:] != (size, size):
         image = TF.resize(image, size, antialias=True)
         image = TF.center_crop(image, [size, size])
@@ -156,6 +157,7 @@ def _existing_dir(root: Path) -> Path:
     return root
 
 
-def _reason(exc: Exception) -> str:
+def describe_error(exc: Exception) -> str:
+    """``Type: first line of the message``, for reports of skipped files."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
