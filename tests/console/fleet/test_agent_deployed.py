@@ -3,6 +3,7 @@ coordinator on its port (reached through SSH port forwarding, since it binds loo
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -76,8 +77,6 @@ def _exits(pid: int, within: float = 10.0) -> bool:
 async def _agent_module(workdir: Path) -> str:
     """Where the node's venv imports ``nodes.agent`` from (its own site-packages, not this checkout)."""
     import asyncio
-
-    import os
 
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # as in an SSH session
     process = await asyncio.create_subprocess_exec(
