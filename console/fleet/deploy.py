@@ -20,6 +20,7 @@ from typing import Callable
 from console.errors import FleetError
 from console.fleet.board_python import BoardPython, probe_python, require_trainable
 from console.fleet.bundle import read_wheelhouse, wheelhouse_dir
+from console.fleet.probe_script import BOARD_MODULES
 from console.fleet.remote import sh_join, sh_quote
 from console.fleet.ssh import CommandFailed, CommandResult, NodeConnection
 
@@ -31,9 +32,6 @@ MARKER = "litesrl-deploy.json"
 
 BASE_PTH = "litesrl-board.pth"
 """The venv's ``.pth`` naming the folders the board's ``python`` imports from."""
-
-BOARD_MODULES = ("torch", "nodes.agent", "nodes.agent_main", "nodes.telemetry_main", "nodes.profile_main")
-"""What the venv must import after the install: the board runtime, whose imports JetPack must cover."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: the step name, with bytes done/total while uploading (else 0, 0)."""
@@ -153,7 +151,8 @@ async def _ensure_venv(conn: NodeConnection, board: BoardPython, rebuild: bool) 
 
 
 async def _verify(conn: NodeConnection) -> str:
-    """Import the board runtime in the venv (from its workdir, not a source folder); returns litesrl's version."""
+    """Import the board runtime (what ``check`` probes) in the venv, from its workdir, not a source folder;
+    returns litesrl's version."""
     layout = conn.layout
     script = ("import importlib, importlib.metadata as m\n"
               f"for name in {BOARD_MODULES!r}:\n"

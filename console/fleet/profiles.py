@@ -6,13 +6,16 @@ Kept profiles live in ``$XDG_STATE_HOME/litesrl/profiles/<cluster>/<node>-<backb
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from console.errors import ConsoleError
+from console.errors import ConsoleError, FleetError
 from console.fleet.inventory import Inventory, NodeSpec
 from console.fleet.remote import RemoteLayout, sh_join
 from console.fleet.ssh import NodeConnection
+from engine.cwb.profile_format import Profile, save_profile
+from engine.errors import ProfileError
 
 PROFILE_TIMEOUT = 3600.0
 """Longest a profiling run on a board may take."""
@@ -56,14 +59,12 @@ def profile_command(node: NodeSpec, options: Sequence[str]) -> str:
     return sh_join([layout.venv_python, "-m", "nodes.profile_main", "--out", out, *options])
 
 
-async def profile_over(conn: NodeConnection, options: Sequence[str], on_line: Callable[[str], None]):
-    """Measure on the node behind ``conn`` and return the :class:`engine.cwb.profile_format.Profile`.
+async def profile_over(conn: NodeConnection, options: Sequence[str], on_line: Callable[[str], None]) -> Profile:
+    """Measure on the node behind ``conn`` and return the profile.
 
     ``options`` are ``ProfileRequest.options()`` (they include ``--json``). Raises
     :class:`ConsoleError` with the board's last error line when profiling fails there.
     """
-    from console.tui.backend import profile_from_output
-
     name = conn.node.name
     command = profile_command(conn.node, options)
     on_line(f"{name}$ {command}")
@@ -76,17 +77,25 @@ async def profile_over(conn: NodeConnection, options: Sequence[str], on_line: Ca
     return profile_from_output(result.stdout, name)
 
 
-def keep(profile, cluster: str, node: str, out: Path | None = None) -> Path:
-    """Write ``profile`` atomically to ``out`` (default: :func:`measured_path`); returns the path."""
-    from engine.cwb.profile_format import save_profile
+def profile_from_output(stdout: str, node: str) -> Profile:
+    """The profile in the JSON that ``litesrl profile --json`` printed on ``node``; ConsoleError if it is not there."""
+    try:
+        document = json.loads(stdout)
+        return Profile.from_dict(document["profile"])
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ConsoleError(f"{node}: profiling printed no profile JSON ({type(exc).__name__}: {exc})") from None
+    except ProfileError as exc:
+        raise ConsoleError(f"{node}: profiling produced an invalid profile: {exc}") from None
 
+
+def keep(profile: Profile, cluster: str, node: str, out: Path | None = None) -> Path:
+    """Write ``profile`` atomically to ``out`` (default: :func:`measured_path`); returns the path."""
     return save_profile(profile, out or measured_path(cluster, node, profile.settings.backbone))
 
 
 async def measure_on_node(inventory: Inventory, node: str, options: Sequence[str], on_line: Callable[[str], None],
                           out: Path | None = None):
     """Profile ``node`` over SSH and keep the result; returns ``(path, profile)``."""
-    from console.errors import FleetError
     from console.fleet.fleet import Fleet
 
     spec = inventory.node(node)

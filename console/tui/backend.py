@@ -9,15 +9,12 @@ there and turns each item into a typed message; screens never touch a backend di
 from __future__ import annotations
 
 import abc
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable, Union
 
-from console.errors import ConsoleError
 from console.fleet.ssh import NodeStatus
 from engine.cwb.profile_format import Profile
-from engine.errors import ProfileError
 from nodes.telemetry.sample import Sample
 
 
@@ -95,17 +92,6 @@ class ProfileRequest:
         if self.threads is not None:
             argv += ["--threads", str(self.threads)]
         return argv + list(self.extra)
-
-
-def profile_from_output(stdout: str, node: str) -> Profile:
-    """The profile in the JSON that ``litesrl profile --json`` printed on ``node``; ConsoleError if it is not there."""
-    try:
-        document = json.loads(stdout)
-        return Profile.from_dict(document["profile"])
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise ConsoleError(f"{node}: profiling printed no profile JSON ({type(exc).__name__}: {exc})") from None
-    except ProfileError as exc:
-        raise ConsoleError(f"{node}: profiling produced an invalid profile: {exc}") from None
 
 
 class FleetBackend(abc.ABC):

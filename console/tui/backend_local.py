@@ -16,8 +16,9 @@ from typing import AsyncIterator, Callable
 
 from console.cluster.local import ClusterState, down, read_state, state_dir
 from console.errors import ConsoleError
+from console.fleet.profiles import profile_from_output
 from console.tui.agent_probe import AgentProbe, LocalAgent
-from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Update, profile_from_output
+from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Update
 from engine.cwb.profile_format import Profile
 from engine.cwb.units import parse_size
 

@@ -3,12 +3,12 @@ coordinator on its port (reached through SSH port forwarding, since it binds loo
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
-import torch
 
 from console.fleet.agent import start_agent, stop_agent
 from console.fleet.deploy import deploy_node
@@ -31,9 +31,8 @@ async def test_deployed_agent_starts_over_ssh_and_answers_on_its_port(sshd, trus
     async with Fleet(inv) as fleet:
         [deployed] = await fleet.each(lambda conn: deploy_node(conn, wheel))
         assert deployed.ok, deployed.error
-        # On a Jetson, JetPack's torch is a system package the venv sees; here torch lives in the test venv.
+        # The venv sees the node's python's torch (here this test venv's) through deploy's .pth.
         [site] = (workdir / "venv" / "lib").glob("python*/site-packages")
-        (site / "system_torch.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")
 
         [started] = await fleet.each(lambda conn: start_agent(conn, SECRET))
         assert started.ok, started.error
@@ -79,9 +78,10 @@ async def _agent_module(workdir: Path) -> str:
     """Where the node's venv imports ``nodes.agent`` from (its own site-packages, not this checkout)."""
     import asyncio
 
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # as in an SSH session
     process = await asyncio.create_subprocess_exec(
         str(workdir / "venv" / "bin" / "python"), "-c", "import nodes.agent; print(nodes.agent.__file__)",
-        cwd=str(workdir), stdout=asyncio.subprocess.PIPE)
+        cwd=str(workdir), stdout=asyncio.subprocess.PIPE, env=env)
     out, _ = await process.communicate()
     return out.decode()
 
@@ -107,9 +107,6 @@ async def test_training_over_an_inventory_of_deployed_agents(sshd, trusted, tmp_
     async with Fleet(inv) as fleet:
         for outcome in await fleet.each(lambda conn: deploy_node(conn, wheel)):
             assert outcome.ok, outcome.error
-    for name in ("b1", "b2"):
-        [site] = (tmp_path / f"node-{name}" / "venv" / "lib").glob("python*/site-packages")
-        (site / "system_torch.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")
 
     job = TrainJob(cluster=str(inventory), mode="dynamic", iterations=3, average_every=0, profile="tx2", partitions=2,
                    batch_size=4, image_size=32, load_size=32, out=tmp_path / "run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -11,7 +12,6 @@ import pytest
 
 from console.fleet.inventory import load_inventory
 from console.fleet.ssh import NodeState, connect_node
-from nodes.wire.auth import write_secret
 from tests.console.fleet.sshd import generate_key
 
 
@@ -133,17 +133,18 @@ async def test_auth_failure_state_via_cli(sshd, trusted, tmp_path, make_inventor
 
 
 @pytest.mark.ssh
-def test_start_needs_a_secret_then_a_deployed_agent(sshd, trusted, tmp_path, make_inventory):
+def test_start_makes_the_secret_on_first_use_then_needs_a_deployed_agent(sshd, trusted, tmp_path, make_inventory):
     inventory = str(make_inventory())
-    no_secret = litesrl("start", "-i", inventory)
-    assert no_secret.returncode == 1
-    assert "no cluster secret" in one_error_line(no_secret)
-
-    write_secret(tmp_path / "cluster.secret")
+    secret = tmp_path / "cluster.secret"
     undeployed = litesrl("start", "-i", inventory, "--json")
     assert undeployed.returncode == 3
+    assert f"created the cluster secret {secret} (mode 0600)" in undeployed.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     [node] = json.loads(undeployed.stdout)["nodes"]
     assert node["state"] == "up" and "run `litesrl nodes deploy n1`" in node["error"]
+    made = secret.read_bytes()
+    litesrl("start", "-i", inventory, "--json")
+    assert secret.read_bytes() == made  # made once, then kept
 
 
 @pytest.mark.ssh

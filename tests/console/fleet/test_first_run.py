@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import stat
 import subprocess
 
@@ -85,7 +86,7 @@ def test_first_run_to_first_chain_on_jetpack_only_boards(offline_sshd, tmp_path,
     code, out = litesrl("nodes", "secret")
     assert code == 0 and out.startswith("created the cluster secret "), out
     secret_path = out.split("created the cluster secret ")[1].split(" (mode")[0]
-    assert stat.S_IMODE(__import__("os").stat(secret_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(secret_path).st_mode) == 0o600
 
     code, out = litesrl("nodes", "check", "--json")
     assert code == 3
