@@ -187,9 +187,12 @@ class StageRunner:
         """Build mini-batch ``batch`` in a thread (the event loop keeps serving), paced to the board's data time."""
         started = time.monotonic()
 
+        data = self.data
+        assert data is not None, "only stage 1 builds batches"
+
         def build() -> torch.Tensor:
             with self._views:
-                return self.data.views(batch)
+                return data.views(batch)
 
         views = await asyncio.to_thread(build)
         if self.emulation is not None and self.emulation.data_s > 0:
@@ -217,6 +220,7 @@ class StageRunner:
         header = {"chain": chain, "batch": state.batch, "iteration": state.iteration,
                   "reply_to": {"host": self.address[0], "port": self.address[1], "node": self.node}}
         output, state.output = state.output, None
+        assert output is not None, "next_hop checked it"
         target = self.emulation.activation_send_s if self.emulation else 0.0
         if await self._send(chain, state, node, host, port, Op.ACTIVATION, header, output, target):
             log.debug("chain %d: activation sent to %s", chain, node)

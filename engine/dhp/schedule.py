@@ -211,14 +211,11 @@ class ChainScheduler:
             entries = [node for node in self._stages[0] if node not in self._holder]
         starts = []
         for node in entries:
-            if node in self._reserved:
-                batch = self._reserved.pop(node)
-            elif self._draining:
-                continue
-            else:
+            batch = self._reserved.pop(node, None)
+            if batch is None and not self._draining:
                 batch = self._take()
-                if batch is None:
-                    continue
+            if batch is None:
+                continue
             self._chain_ids += 1
             lane = next(j for j, l in enumerate(self._lanes) if l[0] == node) if self.mode == "fixed" else None
             chain = _Chain(self._chain_ids, batch, node, lane)

@@ -44,6 +44,10 @@ bottleneck), not 2750. The split is also uneven, which no constant-time reading 
 node 4 was idle at least ``1 - 406 x 4630 / 2750000 = 32 %`` of the run. Tables 5-6 are thus not
 jointly consistent with fixed per-step times: the paper's times varied (a shared switch, a shared
 file system), and the simulator is checked against our measured runs instead (BENCHMARKS.md).
+
+With the calibrated TX2 profile (the paper's cut, 822 ms per crossing at 1 Gbit/s, no data time:
+unmeasured on a TX2) the simulator gives 3195 ms for two fixed chains, 2712 ms for dynamic 3/2/1
+(15.1 % faster; 200 iterations, averaging every 100) and 2302 ms for dynamic 3/2/1 with overlap.
 """
 
 from __future__ import annotations
