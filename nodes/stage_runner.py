@@ -122,11 +122,11 @@ class StageRunner:
 
     def next_hop(self, chain: int, node: str, host: str, port: int) -> None:
         """NEXT_HOP: deliver the activation of ``chain`` to ``node``."""
+        if not self.in_plan(node, host, port):
+            raise NodeError(f"NEXT_HOP to {node} at {host}:{port}, which is not a node of the assigned plan")
         state = self._held(chain)
         if state is None or state.output is None:
             raise NodeError(f"NEXT_HOP for chain {chain}, which has no activation waiting on {self.node}")
-        if not self.in_plan(node, host, port):
-            raise NodeError(f"NEXT_HOP to {node} at {host}:{port}, which is not a node of the assigned plan")
         self._spawn(chain, self._hand_off(chain, state, node, host, port))
 
     def gradient(self, chain: int, grad: torch.Tensor) -> None:

@@ -70,7 +70,9 @@ def _alive_function(node: NodeSpec) -> str:
 
 
 async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str] | None = None) -> AgentStatus:
-    """Copy the cluster ``secret`` to the node (0600) and start the agent detached, unless it runs already.
+    """Copy the node's credential (derived from the cluster ``secret``, never the secret itself: a board
+    cannot act as the coordinator of another) to the node (0600) and start the agent detached, unless it
+    runs already.
 
     ``command`` replaces :func:`agent_command` (the argv is run from the node's workdir). Raises
     :class:`FleetError` when the program is missing or the agent dies within :data:`START_SETTLE`
@@ -96,7 +98,9 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
         f"echo $! > {pid_file}",
         'echo "started $!"',
     ])
-    answer = (await conn.run(script, input=secret.decode("utf-8") + "\n")).stdout.split()
+    from nodes.wire.keys import node_credential_text
+
+    answer = (await conn.run(script, input=node_credential_text(secret, node.name) + "\n")).stdout.split()
     if answer[:1] == ["missing"]:
         raise FleetError(f"{node.name}: {argv[0]} not found on the node (run `litesrl nodes deploy {node.name}`)")
     if answer[:1] == ["running"]:

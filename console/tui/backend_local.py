@@ -96,8 +96,8 @@ class LocalBackend(FleetBackend):
                 if value is not None:
                     args += [option, str(value)]
             log.info("starting the emulated cluster: litesrl %s", " ".join(args))
+            self.started_here = True  # before it is up: a console closed meanwhile still stops it
             await run_litesrl(args, lambda line: log.info("cluster: %s", line))
-            self.started_here = True
             state = read_state()
             if state is None:
                 raise ConsoleError("`litesrl cluster up` succeeded but left no cluster state")
