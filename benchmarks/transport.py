@@ -1,4 +1,5 @@
-"""Loopback throughput of the DHP transport against a raw socket, asyncio streams and torch gloo.
+"""Loopback throughput of the DHP transport (unprotected, with per-frame integrity, encrypted) against a raw
+socket, asyncio streams and torch gloo, and the speed of the candidate MAC and AEAD primitives.
 
 One command: ``.venv/bin/python benchmarks/transport.py``. For each method a receiver process takes
 ``--messages`` float32 tensors of ``--mb`` megabytes (default 12.8 MB, about a (16, 64, 56, 56) feature
@@ -7,6 +8,11 @@ is one-way throughput with a per-message ack, the pattern of a pipeline stage. T
 in turn and the median is kept; CPU time per message on each side is reported too, since wall-clock
 figures on a shared machine move with other people's load. Also times the same tensor on an emulated
 1 Gbit/s link. Prints a table and appends it to BENCHMARKS.md.
+
+The litesrl rows use the production path of the agents: ``Connection.send`` / ``Connection.recv`` (no
+``into=``: a fresh tensor per message, as ``nodes.control.recv_op`` does). "unprotected" is that same
+transport code on a connection without session keys (what every frame cost before frames carried a MAC);
+"integrity" and "encrypt" run the real handshake and protect every frame (``nodes.wire.guard``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import torch  # noqa: E402
 
 from engine.io import atomic_write_text  # noqa: E402
 from nodes.wire import Connection, LinkShape, MessageType, connect, serve  # noqa: E402
+from nodes.wire.guard import CHUNK_BYTES  # noqa: E402
 
 SECRET = b"benchmark-secret-0123456789abcdef"
 TARGET_GBPS = 2.0
@@ -89,26 +96,48 @@ def _streams_receiver(ready, numel: int, messages: int, warmup: int) -> None:
     asyncio.run(main())
 
 
-def _litesrl_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+async def _litesrl_serve(conn: Connection, ready, messages: int, warmup: int) -> None:
+    """The agent's receive loop: a new tensor per message (no ``into=``), a small answer to each."""
+    for i in range(messages):
+        if i == warmup:
+            cpu = time.process_time()
+        message = await conn.recv()
+        await conn.send(MessageType.PONG, {"step": message.header["step"]})
+    ready.put(time.process_time() - cpu)
+
+
+def _litesrl_receiver(ready, numel: int, messages: int, warmup: int, protect: str = "integrity") -> None:
     torch.set_num_threads(1)
 
     async def main() -> None:
         done = asyncio.Event()
 
         async def handle(conn: Connection) -> None:
-            into = [torch.empty(numel)]  # allocated once, filled in place by every recv
-            for i in range(messages):
-                if i == warmup:
-                    cpu = time.process_time()
-                message = await conn.recv(into=into)
-                await conn.send(MessageType.PONG, {"step": message.header["step"]})
-            ready.put(time.process_time() - cpu)
+            await _litesrl_serve(conn, ready, messages, warmup)
             done.set()
 
-        server = await serve("127.0.0.1", 0, handle, SECRET)
+        server = await serve("127.0.0.1", 0, handle, SECRET, protect=protect)
         ready.put(server.address[1])
         await done.wait()
         await server.close()
+
+    asyncio.run(main())
+
+
+def _encrypted_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+    _litesrl_receiver(ready, numel, messages, warmup, protect="encrypt")
+
+
+def _unprotected_receiver(ready, numel: int, messages: int, warmup: int) -> None:
+    torch.set_num_threads(1)
+
+    async def main() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.setblocking(False)
+            ready.put(listener.getsockname()[1])
+            sock, _ = await asyncio.get_running_loop().sock_accept(listener)
+            async with Connection(sock) as conn:
+                await _litesrl_serve(conn, ready, messages, warmup)
 
     asyncio.run(main())
 
@@ -163,9 +192,13 @@ def _streams_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int)
     return asyncio.run(main())
 
 
-def _litesrl_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int, shaping: LinkShape | None = None) -> tuple[float, float]:
+def _litesrl_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int, shaping: LinkShape | None = None,
+                    protect: str | None = "integrity") -> tuple[float, float]:
     async def main() -> tuple[float, float]:
-        conn = await connect("127.0.0.1", port, SECRET, shaping=shaping)
+        if protect is None:
+            conn = Connection(socket.create_connection(("127.0.0.1", port)), shaping=shaping)
+        else:
+            conn = await connect("127.0.0.1", port, SECRET, shaping=shaping, protect=protect)
         for i in range(messages):
             if i == warmup:
                 start, cpu = time.perf_counter(), time.process_time()
@@ -176,6 +209,46 @@ def _litesrl_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int,
         return elapsed
 
     return asyncio.run(main())
+
+
+def _unprotected_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
+    return _litesrl_sender(port, tensor, messages, warmup, protect=None)
+
+
+def _encrypted_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
+    return _litesrl_sender(port, tensor, messages, warmup, protect="encrypt")
+
+
+def primitive_speeds(seconds: float = 0.5) -> list[tuple[str, float]]:
+    """GB/s of one core for each candidate per-frame primitive, over 4 MiB chunks (the transport's unit)."""
+    import hashlib
+    import hmac
+
+    key, chunk = os.urandom(32), memoryview(os.urandom(CHUNK_BYTES))
+
+    def rate(work: Callable[[], None]) -> float:
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            work()
+            done += len(chunk)
+        return done / (time.perf_counter() - start) / 1e9
+
+    results = [
+        ("HMAC-SHA256 (hashlib, stdlib)", rate(lambda: hmac.new(key, chunk, hashlib.sha256).digest())),
+        ("BLAKE2b keyed (hashlib, stdlib)", rate(lambda: hashlib.blake2b(chunk, key=key, digest_size=16).digest())),
+    ]
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+        from cryptography.hazmat.primitives.poly1305 import Poly1305
+    except ImportError:
+        return results
+    chacha, gcm, nonce = ChaCha20Poly1305(key), AESGCM(key), bytes(12)
+    results += [
+        ("Poly1305 (cryptography; one-time key per frame)", rate(lambda: Poly1305.generate_tag(key, chunk))),
+        ("ChaCha20-Poly1305 encrypt (cryptography)", rate(lambda: chacha.encrypt(nonce, chunk, None))),
+        ("AES-256-GCM encrypt (cryptography)", rate(lambda: gcm.encrypt(nonce, chunk, None))),
+    ]
+    return results
 
 
 def _gloo_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
@@ -243,7 +316,9 @@ def main() -> None:
     methods = [
         ("raw blocking socket (sendall / recv_into)", _raw_receiver, _raw_sender),
         ("asyncio streams (write+drain / readexactly)", _streams_receiver, _streams_sender),
-        ("litesrl Connection (send / recv into=)", _litesrl_receiver, _litesrl_sender),
+        ("litesrl Connection, unprotected (send / recv)", _unprotected_receiver, _unprotected_sender),
+        ("litesrl Connection, integrity HMAC-SHA256 (send / recv)", _litesrl_receiver, _litesrl_sender),
+        ("litesrl Connection, encrypted ChaCha20-Poly1305", _encrypted_receiver, _encrypted_sender),
     ]
     if not args.no_gloo:
         methods.append(("torch.distributed gloo (send / recv)", _gloo_receiver, _gloo_sender))
@@ -272,11 +347,12 @@ def main() -> None:
             f"| {name} | {gbps:.2f} | {wall * 1e3:.2f} | {100 * gbps / raw_gbps:.0f} % "
             f"| {median(name, 'cpu_send') * 1e3:.2f} | {median(name, 'cpu_recv') * 1e3:.2f} |"
         )
-    ours = nbytes / median(methods[2][0], "wall") / 1e9
+    plain = nbytes / median(methods[2][0], "wall") / 1e9
+    ours = nbytes / median(methods[3][0], "wall") / 1e9
     verdict = (
-        f"Target >= {TARGET_GBPS:g} GB/s and >= {TARGET_FRACTION:.0%} of raw: "
-        f"{'met' if ours >= TARGET_GBPS and ours >= TARGET_FRACTION * raw_gbps else 'NOT met'} "
-        f"({ours:.2f} GB/s, {100 * ours / raw_gbps:.0f} % of raw)."
+        f"Target: integrity on >= {TARGET_FRACTION:.0%} of the unprotected transport: "
+        f"{'met' if ours >= TARGET_FRACTION * plain else 'NOT met'} "
+        f"({ours:.2f} against {plain:.2f} GB/s, {100 * ours / plain:.0f} %; {100 * ours / raw_gbps:.0f} % of raw)."
     )
     shaped_line = (
         f"Emulated 1 Gbit/s + 1 ms link: {shaped * 1e3:.1f} ms per {args.mb:g} MB tensor "
@@ -295,6 +371,8 @@ def main() -> None:
             "this machine (its CPUs, and load from other work), not by the transport; the share of the raw "
             "figure and the CPU columns are the meaningful comparison."
         )
+    lines += ["", "| primitive, one core, 4 MiB chunks | GB/s |", "|---|---:|"]
+    lines += [f"| {name} | {gbps:.2f} |" for name, gbps in primitive_speeds()]
     table = "\n".join(lines)
     print()
     print(table)

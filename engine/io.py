@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written checkpoint, profile or config."""
+"""Atomic file writes (a crash mid-write never leaves a half-written checkpoint, profile or config) and
+reading append-only JSON-lines logs that a crash may have cut mid-line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any, Callable, IO
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename over ``path``.
 
-    The rename is atomic on POSIX, so readers see either the old file or the new one.
+    The rename is atomic on POSIX, so readers see either the old file or the new one; the folder is
+    fsynced after it, so the rename itself survives a power cut (a board pulled from its supply).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -26,7 +28,38 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(target.parent)
     return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # a platform or file system that cannot open folders: the rename is all we can do
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the data itself is already synced
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """The records of a JSON-lines file, one per non-empty line. A last line cut by a crash mid-write is
+    dropped; a bad line before it raises ValueError naming the file and line."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # torn by a crash mid-append: the step it described was never checkpointed
+            raise ValueError(f"{path}: line {number} is not JSON") from None
+    return records
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

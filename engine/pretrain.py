@@ -19,6 +19,7 @@ from engine.data.folder import ImageSet
 from engine.data.images import Modality
 from engine.device import resolve_device
 from engine.errors import CheckpointError, ConfigError
+from engine.io import atomic_write_text, read_jsonl
 from engine.loss import collapse_indicator
 from engine.model import LiteSRL, ModelConfig, build_model
 from engine.optim import OptimConfig, build_optimizer, set_learning_rates
@@ -255,5 +256,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint's step, so a resumed log has no duplicates."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    try:
+        kept = [record for record in read_jsonl(path) if record["step"] <= step]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot resume: {path} is damaged ({exc})") from None
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))

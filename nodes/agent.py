@@ -1,9 +1,12 @@
 """The node agent: one TCP port serving the coordinator's control connection and peers' data connections.
 
-Every connection is authenticated with the cluster secret (``nodes.wire.serve``). The first ATTACH on a
-connection makes it the control connection (a later ATTACH from a new coordinator replaces it); data
-ops (ACTIVATION, GRADIENT) and PING are served on any connection. A malformed message closes only the
-connection it came on, with the reason logged; the agent keeps serving the others.
+Every connection is authenticated (``nodes.wire.serve``) in one of two roles (``nodes.wire.keys``). Only a
+connection that proved the coordinator role may ATTACH, and the attached one is the control connection
+(a later ATTACH from a new coordinator replaces it); data ops (ACTIVATION, GRADIENT) and PING are served
+on any connection, and a peer's ``reply_to`` must name a node of the assigned plan at its planned
+address. A malformed message closes only the connection it came on, with the reason logged in one line;
+the agent keeps serving the others. After an assignment, peer frames are bounded by the stage's cut
+buffers and the chains held at once by the memory budget.
 """
 
 from __future__ import annotations
@@ -31,12 +34,23 @@ from nodes.errors import NodeError, ProtocolError
 from nodes.peers import PeerPool
 from nodes.stage_runner import StageRunner
 from nodes.telemetry.process import resident_bytes
-from nodes.wire import Connection, ConnectionClosed, Server, TransportTimeout, serve
+from nodes.wire import (
+    Connection,
+    ConnectionClosed,
+    FrameLimits,
+    Server,
+    TransportTimeout,
+    serve,
+)
+from nodes.wire.frame import GiB, MiB
+from nodes.wire.keys import as_credentials
 
 log = logging.getLogger(__name__)
 
 CONTROL_OPS = frozenset({Op.ASSIGN, Op.START, Op.NEXT_HOP, Op.ABORT, Op.GET_PARAMS, Op.SET_PARAMS,
                          Op.TELEMETRY, Op.SHUTDOWN})
+PEER_LIMITS = FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=16 * MiB)
+"""What a peer may send before this node has a stage (then: the stage's cut buffers)."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,11 @@ class AgentConfig:
     port: int
     """Port to listen on (0: any free port)."""
     secret: bytes = field(repr=False)
-    """Cluster shared secret."""
+    """Content of the secret file: the cluster secret, or this node's credential (``nodes.wire.keys``)."""
     memory_budget: int
     """Bytes a stage may need on this node (CWB's stage memory); larger assignments are refused."""
     data: Path | None = None
-    """This node's dataset folder (stage-1 assignments may name another path)."""
+    """This node's dataset folder; a stage-1 assignment may only name it or a folder inside it."""
     board: EmulatedBoard | None = None
     """Emulated board, or None to run at the real speed of this machine."""
     device: str = "cpu"
@@ -77,6 +91,8 @@ class AgentConfig:
     """Seconds any single socket wait may last (connect, one frame in flight)."""
     idle_timeout: float = 300.0
     """Seconds a connection may stay silent; the coordinator pings far more often."""
+    protect: str = "integrity"
+    """Least protection of every frame: ``integrity`` (HMAC) or ``encrypt`` (needs ``cryptography``)."""
 
 
 class NodeAgent:
@@ -84,10 +100,15 @@ class NodeAgent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        self.credentials = as_credentials(config.secret)
+        if self.credentials.node is not None and self.credentials.node != config.name:
+            raise NodeError(f"the credential file belongs to node {self.credentials.node!r}, not {config.name!r}")
         self.runner: StageRunner | None = None
         self._server: Server | None = None
         self._control: Connection | None = None
-        self._peers = PeerPool(config.secret, config.timeout)
+        self._peer_limits = PEER_LIMITS
+        self._control_limits = FrameLimits(max_payload_bytes=min(GiB, config.memory_budget))
+        self._peers = PeerPool(self.credentials, config.timeout, config.protect)
         self._telemetry = LatestSample()
         self._pusher: asyncio.Task | None = None
         self._data_cache: tuple[tuple, StageOneData] | None = None
@@ -101,8 +122,9 @@ class NodeAgent:
 
     async def start(self) -> None:
         """Listen on the configured port; raises NodeError when it cannot."""
-        self._server = await serve(self.config.host, self.config.port, self._handle, self.config.secret,
-                                   timeout=self.config.timeout)
+        self._server = await serve(self.config.host, self.config.port, self._handle, self.credentials,
+                                   name=self.config.name, protect=self.config.protect, timeout=self.config.timeout,
+                                   limits=self._control_limits)
         log.info("agent %s listening on %s:%d (budget %s, %s)", self.config.name, *self.address,
                  format_bytes(self.config.memory_budget), self.config.board or "real speed")
 
@@ -130,21 +152,25 @@ class NodeAgent:
     async def _handle(self, conn: Connection) -> None:
         try:
             while True:
+                limits = self._control_limits if conn.role == "coordinator" else self._peer_limits
                 try:
-                    message = await recv_op(conn, timeout=self.config.idle_timeout)
+                    message = await recv_op(conn, timeout=self.config.idle_timeout, limits=limits)
                 except TransportTimeout:
                     log.info("closing %s, silent for %g s", conn.peer, self.config.idle_timeout)
                     return
                 except ConnectionClosed as exc:  # peers and coordinators come and go; that is no warning
                     log.info("%s", exc)
                     return
-                if message.op is Op.ATTACH:
-                    await self._attach(conn, message)
-                elif message.op in (Op.ACTIVATION, Op.GRADIENT):
+                if message.op in (Op.ACTIVATION, Op.GRADIENT):
                     await self._data(message)
                 elif message.op is Op.PING:
                     await send_op(conn, Op.PONG, message.header)
-                elif message.op in CONTROL_OPS:
+                elif message.op in CONTROL_OPS or message.op is Op.ATTACH:
+                    if conn.role != "coordinator":
+                        raise ProtocolError(f"{message.op.value} needs the coordinator role; {conn.peer} authenticated as {conn.role}")
+                    if message.op is Op.ATTACH:
+                        await self._attach(conn, message)
+                        continue
                     if conn is not self._control:
                         raise ProtocolError(f"{message.op.value} needs an attached control connection (send ATTACH first)")
                     if message.op is Op.SHUTDOWN:
@@ -202,10 +228,16 @@ class NodeAgent:
             return
         try:
             if message.op is Op.ACTIVATION:
+                reply_to = _reply_to(message)
+                if not self.runner.in_plan(reply_to[2], reply_to[0], reply_to[1]):
+                    raise ProtocolError(f"activation: reply_to {reply_to[2]} at {reply_to[0]}:{reply_to[1]} "
+                                        "is not a node of the assigned plan")
                 self.runner.activation(chain, need(message, "batch", int), need(message, "iteration", int),
-                                       _reply_to(message), message.tensors[0])
+                                       reply_to, message.tensors[0])
             else:
                 self.runner.gradient(chain, message.tensors[0])
+        except ProtocolError:
+            raise
         except NodeError as exc:
             await self._report(Op.FAILED, {"chain": chain, "reason": str(exc)})
 
@@ -269,7 +301,8 @@ class NodeAgent:
             data = DataSettings.from_dict(h["data"]) if h.get("data") is not None else None
             address = need(message, "address", dict)
             host, port = str(address["host"]), int(address["port"])
-        except (KeyError, TypeError, ValueError) as exc:
+            plan = {str(node): (str(at[0]), int(at[1])) for node, at in need(message, "peers", dict).items()}
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ProtocolError(f"assign: malformed stage settings ({type(exc).__name__}: {exc})") from None
         who = f"{self.config.name}: stage {index + 1} (units {spec.start}..{spec.end - 1})"
         if memory is not None:
@@ -286,24 +319,38 @@ class NodeAgent:
             self.runner = None
         state = unpack_state(h, message.tensors)
         stage_data = await asyncio.to_thread(self._load_data, data) if index == 0 and data is not None else None
+        self._peer_limits, max_chains = _stage_bounds(memory, self.config.memory_budget)
         worker = await asyncio.to_thread(StageWorker, spec, optim, state, self.config.device, int(h.get("seed", 0)))
         self.runner = StageRunner(
             node=self.config.name, index=index, count=count, worker=worker,
             emulation=self._emulation(h.get("emulation")), data=stage_data, address=(host, port),
-            peers=self._peers, report=self._report, overlap=h.get("overlap") is True,
+            peers=self._peers, report=self._report, overlap=h.get("overlap") is True, plan=plan,
+            max_chains=max_chains,
         )
         log.info("assigned %s%s", who, f", data {stage_data.path} ({stage_data.count} images)" if stage_data else "")
         await send_op(conn, Op.ASSIGNED, {"req": req, "data": stage_data.describe() if stage_data else None})
 
     def _load_data(self, settings: DataSettings) -> StageOneData:
         """The decoded dataset (kept for the next assignment with the same settings: decoding is slow)."""
-        path = settings.path or self.config.data
-        if path is None:
-            raise ConfigError(f"{self.config.name} runs stage 1 but has no dataset: start it with --data or assign a path")
-        key = (str(Path(path).expanduser()), settings)
+        path = self._data_path(settings.path)
+        key = (str(path), settings)
         if self._data_cache is None or self._data_cache[0] != key:
-            self._data_cache = (key, StageOneData(settings, Path(path).expanduser()))
+            self._data_cache = (key, StageOneData(settings, path))
         return self._data_cache[1]
+
+    def _data_path(self, asked: str | None) -> Path:
+        """The dataset folder: this node's ``--data``, or a folder inside it that the assignment names.
+        A path from the wire never reaches a file outside the node's own configuration."""
+        own = self.config.data
+        if own is None:
+            raise ConfigError(f"{self.config.name} runs stage 1 but has no dataset: start its agent with --data")
+        root = own.expanduser().resolve()
+        if not asked:
+            return root
+        path = Path(asked).expanduser().resolve()
+        if path != root and root not in path.parents:
+            raise ConfigError(f"{self.config.name} reads data only under its own --data {root}; the run asked for {asked}")
+        return path
 
     def _emulation(self, targets: dict[str, Any] | None) -> Emulation | None:
         board = self.config.board
@@ -348,6 +395,21 @@ def _reply_to(message: Message) -> tuple[str, int, str]:
     if not (isinstance(host, str) and isinstance(port, int) and not isinstance(port, bool) and isinstance(node, str)):
         raise ProtocolError(f"activation: 'reply_to' must hold host, port and node, got {reply!r:.80}")
     return host, port, node
+
+
+def _stage_bounds(memory: StageMemory | None, budget: int) -> tuple[FrameLimits, int]:
+    """Per-frame limits for peers and the most chains held at once, for a stage of ``memory`` on ``budget``.
+
+    A peer frame carries one activation or gradient, within the stage's cut buffers (2 x in + 2 x out);
+    each chain held keeps its activations and a cut buffer, and what the weights leave of the budget
+    bounds how many may be held.
+    """
+    if memory is None:
+        return FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=min(GiB, budget)), 64
+    payload = min(budget, max(memory.buffers, 16 * MiB))
+    per_chain = max(1, memory.activations + memory.buffers // 2)
+    headroom = budget - memory.weights - memory.gradients - memory.optimizer
+    return FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=payload), int(min(256, max(2, headroom // per_chain)))
 
 
 def default_memory_budget() -> int:

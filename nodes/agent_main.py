@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import faulthandler
 import logging
+import logging.handlers
 import signal
 import socket
 import sys
@@ -23,10 +24,17 @@ log = logging.getLogger("nodes.agent")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litesrl-node", description="Lite-SRL DHP node agent (one TCP port).")
-    parser.add_argument("--host", default="0.0.0.0", help="Address to listen on (default 0.0.0.0).")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="Address to listen on (default 127.0.0.1: only this machine and SSH forwards; "
+                             "a board that trains with peers binds its cluster-LAN address).")
     parser.add_argument("--port", type=int, default=7700, help="TCP port (default 7700; 0 = any free port).")
     parser.add_argument("--secret-file", help="Cluster secret (default: $LITESRL_SECRET, else ~/.config/litesrl/cluster.secret).")
-    parser.add_argument("--log-file", help="Append the log here (default: stderr).")
+    parser.add_argument("--log-file", help="Append the log here, rotated (default: stderr).")
+    parser.add_argument("--log-max-bytes", type=int, default=10_000_000,
+                        help="Rotate the log file at this size; 3 old files are kept (default 10 MB).")
+    parser.add_argument("--protect", choices=("integrity", "encrypt"), default="integrity",
+                        help="Least protection of every frame: integrity (HMAC, default) or encrypt "
+                             "(ChaCha20-Poly1305, needs the cryptography package).")
     parser.add_argument("--name", default=socket.gethostname(), help="Node name (default: the host name).")
     parser.add_argument("--memory-budget", help="Largest stage this node accepts, e.g. 3GB (default: physical memory).")
     parser.add_argument("--data", help="Dataset folder on this node, read when it runs stage 1.")
@@ -63,6 +71,7 @@ def _config(args: argparse.Namespace):
     return AgentConfig(
         name=args.name, host=args.host, port=args.port, secret=load_secret(args.secret_file),
         memory_budget=budget, data=data, board=board, device=str(resolve_device(args.device)), timeout=args.timeout,
+        protect=args.protect,
     )
 
 
@@ -83,18 +92,39 @@ async def _serve(config) -> None:
         await agent.close()
 
 
+def raise_fd_limit() -> None:
+    """Lift the soft limit on open files to the hard one: connection caps, not the OS, should refuse first."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this platform, or not allowed: the default limit stays
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, set up logging and serve; a bad option or setting exits 1 with one line."""
     args = build_parser().parse_args(argv)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack to stderr (<log>.out)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(args.log_file)] if args.log_file else [logging.StreamHandler()]
+    # A board's eMMC is small: the log file rotates, so no burst of warnings can fill it.
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(args.log_file, maxBytes=max(4096, args.log_max_bytes), backupCount=3)
+        if args.log_file else logging.StreamHandler()
+    ]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=handlers,
                         format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s")
     try:
         from nodes.agent import set_torch_threads
 
         config = _config(args)
+        if config.protect == "encrypt":
+            from nodes.wire.guard import Guard
+
+            Guard("encrypt", bytes(32))  # fails now, with one line, when `cryptography` is missing
+        raise_fd_limit()
         set_torch_threads(args.threads if args.threads else (1 if config.board else None))
         asyncio.run(_serve(config))
     except (NodeError, EngineError) as exc:

@@ -11,6 +11,7 @@ from engine.dhp.protocol import LinkError, LinkTimeout, Message, Op
 from nodes.control import recv_op, send_op
 from nodes.errors import AuthError, NodeError
 from nodes.wire import Connection, TransportTimeout, connect
+from nodes.wire.keys import Credentials
 
 
 class NodeClient:
@@ -47,9 +48,10 @@ class NodeClient:
         self._conn.close()
 
 
-async def connect_node(name: str, host: str, port: int, secret: bytes, timeout: float = 10.0,
-                       *, patience: float = 0.0) -> NodeClient:
-    """Open and authenticate a control connection to the agent at ``host:port``; raises LinkError.
+async def connect_node(name: str, host: str, port: int, secret: bytes | Credentials, timeout: float = 10.0,
+                       *, patience: float = 0.0, protect: str = "integrity") -> NodeClient:
+    """Open and authenticate a control connection, in the coordinator role, to the agent ``name`` at
+    ``host:port`` (which must prove it is ``name``); raises LinkError.
 
     ``patience`` > 0 keeps retrying a refused or dropped connection for that many seconds: an agent
     just started may still be importing torch (a wrong secret fails at once).
@@ -57,7 +59,8 @@ async def connect_node(name: str, host: str, port: int, secret: bytes, timeout: 
     deadline = asyncio.get_running_loop().time() + patience
     while True:
         try:
-            return NodeClient(name, await connect(host, port, secret, timeout))
+            conn = await connect(host, port, secret, timeout, role="coordinator", expect=name, protect=protect)
+            return NodeClient(name, conn)
         except AuthError as exc:
             raise LinkError(f"{name}: {exc}") from None
         except NodeError as exc:

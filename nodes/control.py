@@ -12,7 +12,7 @@ import torch
 
 from engine.dhp.protocol import Message, Op
 from nodes.errors import ProtocolError
-from nodes.wire import Connection, MessageType
+from nodes.wire import Connection, FrameLimits, MessageType
 
 WIRE_TYPE: Mapping[Op, MessageType] = {
     Op.ATTACH: MessageType.ASSIGN_STAGE,
@@ -57,9 +57,10 @@ async def send_op(
     await conn.send(WIRE_TYPE[op], {"op": op.value, **(header or {})}, tensors, timeout=timeout)
 
 
-async def recv_op(conn: Connection, *, timeout: float | None = None) -> Message:
-    """The next op from ``conn``; raises ProtocolError for a frame that is not a valid op."""
-    frame = await conn.recv(timeout=timeout)
+async def recv_op(conn: Connection, *, timeout: float | None = None, limits: FrameLimits | None = None) -> Message:
+    """The next op from ``conn`` (a frame within ``limits``, default the connection's); raises ProtocolError
+    for a frame that is not a valid op."""
+    frame = await conn.recv(timeout=timeout, limits=limits)
     if "op" not in frame.header and frame.type in _PLAIN:
         # A bare SHUTDOWN, or the ERROR the wire server sends with its reason before it closes a connection.
         return Message(_PLAIN[frame.type], dict(frame.header), frame.tensors)

@@ -12,6 +12,7 @@ from engine.dhp.protocol import Op
 from nodes.control import send_op
 from nodes.errors import NodeError
 from nodes.wire import Connection, connect
+from nodes.wire.keys import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +20,17 @@ log = logging.getLogger(__name__)
 class PeerPool:
     """Outgoing connections keyed by ``(host, port)``; only this node sends on them (peers answer on their own)."""
 
-    def __init__(self, secret: bytes, timeout: float) -> None:
+    def __init__(self, secret: bytes | Credentials, timeout: float, protect: str = "integrity") -> None:
         self._secret = secret
         self._timeout = timeout
+        self._protect = protect
         self._conns: dict[tuple[str, int], Connection] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
-    async def send(self, host: str, port: int, op: Op, header: Mapping[str, Any], tensors: Sequence[torch.Tensor] = ()) -> None:
-        """Send one data message to the node at ``host:port``; raises NodeError when it cannot be delivered.
+    async def send(self, host: str, port: int, op: Op, header: Mapping[str, Any], tensors: Sequence[torch.Tensor] = (),
+                   *, node: str | None = None) -> None:
+        """Send one data message to the node at ``host:port`` (which must prove it is ``node`` when given);
+        raises NodeError when it cannot be delivered.
 
         A kept connection may have died since its last use (the peer restarted): the message is then
         sent once more on a fresh connection, which is safe because nothing of a frame is processed
@@ -44,7 +48,7 @@ class PeerPool:
                     conn = None
                 fresh = conn is None or conn.closed
                 if fresh:
-                    conn = await connect(host, port, self._secret, self._timeout)
+                    conn = await connect(host, port, self._secret, self._timeout, expect=node, protect=self._protect)
                     self._conns[key] = conn
                     log.debug("opened a data connection to %s:%d", host, port)
                 try:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -24,12 +25,14 @@ import torch
 from engine.dhp.batches import StageOneData
 from engine.dhp.emulation import Emulation
 from engine.dhp.protocol import Op
-from engine.dhp.stage import StageWorker
+from engine.dhp.stage import MOMENTUM_PREFIX, StageWorker
 from nodes.errors import NodeError
 from nodes.peers import PeerPool
+from nodes.tensor_checks import check_received, check_state
 
 log = logging.getLogger(__name__)
 
+ABORTED_KEPT = 4096
 Report = Callable[[Op, dict[str, Any]], Awaitable[None]]
 """Sends a report to the coordinator (dropped when no coordinator is attached)."""
 
@@ -44,6 +47,8 @@ class _Chain:
     """``(host, port, node)`` the input gradient goes back to; None on stage 1."""
     output: torch.Tensor | None = None
     """The activation waiting for NEXT_HOP."""
+    sent: tuple[torch.dtype, tuple[int, ...]] | None = None
+    """dtype and shape of the activation handed on: its gradient must come back alike."""
     timing: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("data_ms", "forward_ms", "backward_ms", "compute_ms", "overrun_ms", "send_ms"), 0.0))
     aborted: bool = False
@@ -65,6 +70,8 @@ class StageRunner:
         peers: PeerPool,
         report: Report,
         overlap: bool = False,
+        plan: dict[str, tuple[str, int]] | None = None,
+        max_chains: int = 64,
     ) -> None:
         self.node, self.index, self.count = node, index, count
         self.overlap = overlap
@@ -74,9 +81,14 @@ class StageRunner:
         self.address = address
         self._peers = peers
         self._report = report
+        self.plan = dict(plan or {})
+        """``node -> (host, port)`` of every node of the assigned plan: the only addresses this node dials."""
+        self.max_chains = max_chains
+        """Most chains held at once (the memory budget's share per chain); more are refused."""
         self._chains: dict[int, _Chain] = {}
-        self._aborted: set[int] = set()
-        """Chains this run gave up: an activation of one that arrives after its ABORT is dropped."""
+        self._aborted: OrderedDict[int, None] = OrderedDict()
+        """Chains this run gave up (the latest :data:`ABORTED_KEPT`): an activation of one that arrives
+        after its ABORT is dropped."""
         self._compute = asyncio.Lock()
         self._uplink = asyncio.Lock()
         """Held while a message is on this node's link."""
@@ -89,6 +101,10 @@ class StageRunner:
     @property
     def is_last(self) -> bool:
         return self.index == self.count - 1
+
+    def in_plan(self, node: str, host: str, port: int) -> bool:
+        """Whether ``node`` at ``host:port`` is a node of the assigned plan (the only places this node dials)."""
+        return self.plan.get(node) == (host, port)
 
     @property
     def chains(self) -> list[int]:
@@ -111,12 +127,17 @@ class StageRunner:
         if chain in self._aborted:  # ABORT travels on the control link and may overtake the activation
             log.info("activation for chain %d, which was aborted; dropped", chain)
             return
+        if len(self._chains) >= self.max_chains and chain not in self._chains:
+            raise NodeError(f"{self.node} holds {len(self._chains)} chains, the most its memory budget allows")
+        check_received(x, "activation", finite=True)
         self._chains[chain] = _Chain(batch, iteration, reply_to)
         log.debug("chain %d: activation of batch %d from %s", chain, batch, reply_to[2])
         self._spawn(chain, self._forward(chain, lambda: x))
 
     def next_hop(self, chain: int, node: str, host: str, port: int, prepare: int | None = None) -> None:
         """NEXT_HOP: deliver the activation of ``chain`` to ``node``; on stage 1, start building batch ``prepare``."""
+        if not self.in_plan(node, host, port):
+            raise NodeError(f"NEXT_HOP to {node} at {host}:{port}, which is not a node of the assigned plan")
         state = self._held(chain)
         if state is None or state.output is None:
             raise NodeError(f"NEXT_HOP for chain {chain}, which has no activation waiting on {self.node}")
@@ -128,15 +149,21 @@ class StageRunner:
 
     def gradient(self, chain: int, grad: torch.Tensor) -> None:
         """GRADIENT: the next stage's gradient of our output; run backward and pass it on."""
-        if self._held(chain) is None:
+        state = self._held(chain)
+        if state is None:
             log.info("gradient for chain %d, which this node no longer holds (aborted); dropped", chain)
             return
+        if state.sent is None:
+            raise NodeError(f"gradient for chain {chain}, whose activation {self.node} has not sent")
+        check_received(grad, "gradient", dtype=state.sent[0], shape=state.sent[1], finite=True)
         log.debug("chain %d: gradient received", chain)
         self._spawn(chain, self._backward(chain, grad))
 
     async def abort(self, chain: int) -> None:
         """ABORT: forget ``chain`` (its autograd state too)."""
-        self._aborted.add(chain)
+        self._aborted[chain] = None
+        while len(self._aborted) > ABORTED_KEPT:
+            self._aborted.popitem(last=False)
         state = self._chains.pop(chain, None)
         if state is not None:
             state.aborted = True
@@ -154,8 +181,12 @@ class StageRunner:
             return self.worker.state_dict(momentum)
 
     async def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load parameters and BN buffers, between two steps."""
+        """Load parameters and BN buffers (and momentum), between two steps, once each entry has checked out."""
         async with self._compute:
+            module = self.worker.module
+            reference = {**module.state_dict(),
+                         **{MOMENTUM_PREFIX + name: p for name, p in module.named_parameters()}}
+            check_state(state, reference, "parameters")
             self.worker.load_state_dict(state)
 
     async def close(self) -> None:
@@ -221,6 +252,7 @@ class StageRunner:
                   "reply_to": {"host": self.address[0], "port": self.address[1], "node": self.node}}
         output, state.output = state.output, None
         assert output is not None, "next_hop checked it"
+        state.sent = (output.dtype, tuple(output.shape))
         target = self.emulation.activation_send_s if self.emulation else 0.0
         if await self._send(chain, state, node, host, port, Op.ACTIVATION, header, output, target):
             log.debug("chain %d: activation sent to %s", chain, node)
@@ -302,7 +334,7 @@ class StageRunner:
     async def _deliver(self, chain: int, node: str, host: str, port: int, op: Op, header: dict, tensor: torch.Tensor) -> bool:
         """Send to a peer; on failure report FAILED naming the peer (the coordinator decides) and return False."""
         try:
-            await self._peers.send(host, port, op, header, [tensor])
+            await self._peers.send(host, port, op, header, [tensor], node=node)
             return True
         except NodeError as exc:
             log.warning("chain %d: cannot send %s to %s at %s:%d: %s", chain, op.value, node, host, port, exc)

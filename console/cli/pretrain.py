@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,6 +43,7 @@ def pretrain(
 ) -> None:
     """Pretrain an encoder without labels (SGD 0.9, wd 1e-4, cosine; paper 4.3)."""
     from engine.augment import AugmentConfig
+    from engine.io import read_jsonl
     from engine.device import set_threads
     from engine.model import ModelConfig
     from engine.plots import loss_curve
@@ -87,7 +87,7 @@ def pretrain(
                             info=f"loss {metrics.loss:+.4f}  std {metrics.collapse_std:.3f}  {metrics.images_per_second:.0f} img/s")
 
         trainer.run(on_step)
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    history = read_jsonl(out / "metrics.jsonl")
     loss_curve([h["step"] for h in history], [h["loss"] for h in history], [h["collapse_std"] for h in history], out / "loss.png")
     table = Table(title=f"pretraining finished: {out}")
     for column in ("steps", "epochs", "final loss", "collapse std", "time"):

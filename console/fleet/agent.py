@@ -72,14 +72,16 @@ def _alive_function(node: NodeSpec) -> str:
 
 
 STALE_SETTINGS = "running with other settings (start --restart applies them)"
-"""``start``'s answer for an agent whose command line or secret differs from what it would start now."""
+"""``start``'s answer for an agent whose command line or credential differs from what it would start now."""
 
 
 async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str] | None = None, *,
                       restart: bool = False) -> AgentStatus:
-    """Copy the cluster ``secret`` to the node (0600) and start the agent detached, unless it runs already.
+    """Copy the node's credential (derived from the cluster ``secret``, never the secret itself: a board
+    cannot act as the coordinator of another) to the node (0600) and start the agent detached, unless it
+    runs already.
 
-    An agent that runs with another command line or secret is left alone (action
+    An agent that runs with another command line or credential is left alone (action
     :data:`STALE_SETTINGS`) unless ``restart``, which stops it and starts it anew. ``command``
     replaces :func:`agent_command` (the argv is run from the node's workdir). Raises
     :class:`FleetError` when the program is missing or the agent dies within :data:`START_SETTLE`
@@ -110,7 +112,9 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
         f"echo $! > {pid_file}",
         'echo "started $!"',
     ])
-    lines = (await conn.run(script, input=secret.decode("utf-8") + "\n")).stdout.splitlines()
+    from nodes.wire.keys import node_credential_text
+
+    lines = (await conn.run(script, input=node_credential_text(secret, node.name) + "\n")).stdout.splitlines()
     answer = lines[0].split() if lines else []
     if answer[:1] == ["missing"]:
         raise FleetError(f"{node.name}: {argv[0]} not found on the node (run `litesrl nodes deploy {node.name}`)")

@@ -91,19 +91,25 @@ class LocalBackend(FleetBackend):
                 raise ConsoleError("no local cluster is up: start one with `litesrl cluster up --nodes 6` "
                                    "or run `litesrl-console --local 6`")
             if state is not None:
+                dead = [a.name for a in state.agents if not a.alive()]
+                log.warning("found leftovers of an earlier cluster (%s of %d agents gone: %s); stopping the rest "
+                            "before starting a new one", len(dead), len(state.agents), ", ".join(dead))
                 await asyncio.to_thread(down)
             args = ["cluster", "up", "--nodes", str(self.want)]
             for option, value in self.options.items():
                 if value is not None:
                     args += [option, str(value)]
             log.info("starting the emulated cluster: litesrl %s", " ".join(args))
+            self.started_here = True  # before it is up: a console closed meanwhile still stops it
             await run_litesrl(args, lambda line: log.info("cluster: %s", line))
-            self.started_here = True
             state = read_state()
             if state is None:
                 raise ConsoleError("`litesrl cluster up` succeeded but left no cluster state")
-        elif self.want is not None and self.want != len(state.agents):
-            log.warning("using the running cluster of %d node(s), not %d", len(state.agents), self.want)
+        else:
+            log.warning("found a local cluster already up (%s); using it: `litesrl cluster down` stops it",
+                        ", ".join(f"{a.name} pid {a.pid}" for a in state.agents))
+            if self.want is not None and self.want != len(state.agents):
+                log.warning("using the running cluster of %d node(s), not %d", len(state.agents), self.want)
         self._adopt(state)
 
     def _adopt(self, state: ClusterState) -> None:

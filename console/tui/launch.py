@@ -8,6 +8,10 @@ cluster if one is up.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,8 @@ from console.errors import ConsoleError, InventoryError
 from console.fleet.inventory import load_inventory, resolve_inventory_path
 from console.tui.backend import FleetBackend
 from console.tui.settings import ConsoleSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConsoleError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(exc.exit_code)
-    app.run()
+    exit_on_hangup(app)
+    try:
+        app.run()
+    finally:
+        stop_what_we_started(app)
     sys.exit(app.return_code or 0)
+
+
+def exit_on_hangup(app) -> None:
+    """SIGHUP (the terminal closed, an SSH session dropped) and SIGTERM end the console as `q` does: the
+    app unmounts, which stops its training run and the emulated cluster it started."""
+
+    def ask_exit(signum: int, _frame: object) -> None:
+        log.warning("%s: closing the console and what it started", signal.Signals(signum).name)
+        app.exit(return_code=128 + signum)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, ask_exit)
+
+
+def stop_what_we_started(app) -> None:
+    """Safety net after the app has ended in any way (a crash writing to a terminal that is gone, too):
+    kill a training run still alive and stop the emulated cluster this console started."""
+    run = getattr(app, "training_run", None)
+    if run is not None and run.running and run.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGTERM)
+    backend = getattr(app, "backend", None)
+    if getattr(backend, "started_here", False) and not getattr(backend, "keep", True):
+        from console.cluster.local import down
+
+        down()
 
 
 if __name__ == "__main__":

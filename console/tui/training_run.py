@@ -91,6 +91,11 @@ class TrainingRun:
         """True while the child process lives."""
         return self._process is not None and self._process.returncode is None
 
+    @property
+    def pid(self) -> int | None:
+        """The child's pid (also its process group: it runs in a session of its own), once started."""
+        return None if self._process is None else self._process.pid
+
     async def start(self) -> None:
         """Start the child; raises ConsoleError when it cannot be started."""
         self.events.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,9 @@ import torch
 Modality = Literal["optical", "sar"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+MAX_PIXELS = 100_000_000
+"""Largest image decoded (100 megapixels; a full Sentinel-1 scene tile is far smaller than the crops used
+here): a crafted file declaring 10^10 pixels must not make a board allocate tens of gigabytes."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def read_image(
 
     ``min_side`` lets a JPEG decoder skip resolution it will not need (DCT scaling keeps the short
     side >= ``min_side``), which makes loading a 400 px scene for 128 px training several times faster.
-    Raises ``OSError``/``ValueError`` for a file that cannot be decoded; callers count and report those.
+    Raises ``OSError``/``ValueError`` for a file that cannot be decoded or holds more than
+    :data:`MAX_PIXELS` pixels (checked from its header, before decoding); callers count and report those.
     """
     array = _read_array(path, min_side)
     if modality == "sar":
@@ -55,7 +59,12 @@ def _read_array(path: Path, min_side: int | None) -> np.ndarray:
     if path.suffix.lower() in TIFF_SUFFIXES:
         import tifffile
 
-        array = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            if int(np.prod(series.shape)) > 4 * MAX_PIXELS:  # any band layout: up to 4 values a pixel
+                raise ValueError(f"{path.name}: an image of shape {tuple(series.shape)} exceeds the limit of "
+                                 f"{MAX_PIXELS:,} pixels")
+            array = series.asarray()
         if np.iscomplexobj(array):  # single-look complex: use the magnitude
             array = np.abs(array)
         if array.ndim == 3 and array.shape[0] < array.shape[-1] and array.shape[0] <= 4:
@@ -64,6 +73,7 @@ def _read_array(path: Path, min_side: int | None) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
+        _check_pixels(path, image.size[1], image.size[0])
         if min_side and image.format == "JPEG":
             scale = min(image.size) / min_side
             image.draft(image.mode, (int(image.size[0] / scale + 0.5), int(image.size[1] / scale + 0.5)))
@@ -71,6 +81,11 @@ def _read_array(path: Path, min_side: int | None) -> np.ndarray:
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             return np.array(image)
         return np.array(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
+
+
+def _check_pixels(path: Path, height: int, width: int) -> None:
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"{path.name}: {width} x {height} pixels exceeds the limit of {MAX_PIXELS:,}")
 
 
 def _optical_to_uint8(array: np.ndarray) -> np.ndarray:

@@ -33,8 +33,10 @@ def emulation_targets(profile: Profile, start: int, end: int) -> dict[str, Any]:
 
 
 def assign_header(settings: RunSettings, plan: RunPlan, profile: Profile, stage: int, node: str,
-                  address: tuple[str, int]) -> dict[str, Any]:
-    """The ASSIGN header for ``node`` serving ``stage`` (its weights travel as the message's tensors)."""
+                  addresses: Mapping[str, tuple[str, int]]) -> dict[str, Any]:
+    """The ASSIGN header for ``node`` serving ``stage`` (its weights travel as the message's tensors);
+    ``peers`` lists every planned node's address, the only ones the node will dial."""
+    address = addresses[node]
     start, end = plan.units[stage]
     data = None
     if stage == 0:
@@ -48,6 +50,7 @@ def assign_header(settings: RunSettings, plan: RunPlan, profile: Profile, stage:
         "data": data,
         "overlap": settings.overlap,
         "address": {"host": address[0], "port": address[1]},
+        "peers": {n: [*addresses[n]] for nodes in plan.stages for n in nodes if n in addresses},
     }
 
 
@@ -73,7 +76,7 @@ async def assign_all(channels: Mapping[str, NodeChannel], settings: RunSettings,
     All stage-1 nodes must see the same dataset (count and channel statistics), or their batch ``k``
     would differ: EngineError names the first two that disagree.
     """
-    jobs = {node: assign(channels[node], assign_header(settings, plan, profile, s, node, addresses[node]),
+    jobs = {node: assign(channels[node], assign_header(settings, plan, profile, s, node, addresses),
                          states[s], settings.assign_timeout)
             for s, nodes in enumerate(plan.stages) for node in nodes}
     results = await asyncio.gather(*jobs.values(), return_exceptions=True)

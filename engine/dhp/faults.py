@@ -98,7 +98,7 @@ class Faults:
                 if not donors:
                     raise EngineError(f"stage {stage + 1} has no live replica to copy")
                 state = await fetch_state(self.channels[donors[0]], s.request_timeout, momentum=True)
-                header = assign_header(s, self.plan, self.profile, stage, node, self.addresses[node])
+                header = assign_header(s, self.plan, self.profile, stage, node, self.addresses)
                 data = await assign(channel, header, state, s.assign_timeout)
                 if data is not None and (data["images"], data["mean"]) != (self._dataset["images"], self._dataset["mean"]):
                     raise EngineError(f"{node} now reads a different dataset ({data['images']} images)")

@@ -32,11 +32,15 @@ from typing import Any, Mapping, Sequence
 from nodes.errors import ProtocolError
 
 MAGIC = b"LSRL"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 PREFIX = struct.Struct("!4sBBHIQ")
 MiB = 1 << 20
 GiB = 1 << 30
 MAX_NDIM = 32
+MAX_DIM = 2**31 - 1
+"""Largest size of one tensor dimension (an empty tensor may not declare 2**70 rows)."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of a header's JSON (DHP headers are 4 levels deep)."""
 
 # Element size of every dtype the wire carries; names are torch's (``str(torch.float32)[6:]``).
 DTYPE_SIZES: Mapping[str, int] = {
@@ -166,6 +170,10 @@ def decode_header(data: bytes | bytearray | memoryview, payload_len: int) -> tup
         body = json.loads(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"header is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _depth(body, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH:
+        raise ProtocolError(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(body, dict) or set(body) != {"meta", "tensors"}:
         raise ProtocolError("header must be an object with exactly the keys 'meta' and 'tensors'")
     meta, raw_specs = body["meta"], body["tensors"]
@@ -196,9 +204,17 @@ def _parse_spec(index: int, raw: Any) -> TensorSpec:
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_NDIM
-        or not all(type(d) is int and d >= 0 for d in shape)
+        or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)
     ):
-        raise ProtocolError(f"tensor {index}: shape must be a list of at most {MAX_NDIM} non-negative integers")
+        raise ProtocolError(f"tensor {index}: shape must be a list of at most {MAX_NDIM} integers in 0..{MAX_DIM}")
     if type(nbytes) is not int or nbytes != math.prod(shape) * DTYPE_SIZES[dtype]:
         raise ProtocolError(f"tensor {index}: nbytes {nbytes!r} does not match {dtype} of shape {shape}")
     return TensorSpec(dtype, tuple(shape), nbytes)
+
+
+def _depth(value: Any, cap: int) -> int:
+    """Nesting depth of a parsed JSON value, counted no further than ``cap``."""
+    if cap <= 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, cap - 1) for item in items), default=0)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Coroutine, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -29,7 +31,19 @@ from nodes.wire.frame import (
     encode_prefix,
     spec_for,
 )
+from nodes.wire.guard import (
+    CHUNK_BYTES,
+    OFFLOAD_BYTES,
+    TAG_BYTES,
+    Guard,
+    MacFrame,
+    SealedFrame,
+    offload,
+)
 from nodes.wire.shaping import LinkShape, Pacer
+
+if TYPE_CHECKING:
+    from nodes.wire.keys import SessionKeys
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds any single wait on the socket (connect, a read, a send slice) may last."""
@@ -41,6 +55,13 @@ SLICE_BYTES = 4 * 1024 * 1024
 the timeout bounds a stall rather than the transfer time of a 1 GiB frame; and the transfer lets the
 event loop run between slices, so a big frame on a fast link never starves the node's other tasks
 (heartbeats, telemetry)."""
+
+RECV_HASH_BYTES = 1024 * 1024
+"""A received payload is hashed in pieces of this size as they arrive (about 1 ms each at 1.4 GB/s)."""
+
+FAST_LINK_BYTES_PER_S = 500e6
+"""A piece that arrived faster than this is hashed in the MAC thread while the next arrives (loopback, a
+fast LAN); on slower links the socket waits dominate and hashing inline costs nothing extra."""
 
 T = TypeVar("T")
 
@@ -98,6 +119,22 @@ class Connection:
         self._header_buf = bytearray(4096)
         self._send_lock = asyncio.Lock()
         self._recv_lock = asyncio.Lock()
+        self._out: Guard | None = None
+        self._in: Guard | None = None
+        self._tag_buf = bytearray(TAG_BYTES)
+        self._scratch: bytearray | None = None
+        self.role: str | None = None
+        """Role the peer proved in the handshake (``coordinator`` or ``peer``; set on the server side)."""
+        self.peer_name: str | None = None
+        """Node name the server proved in the handshake (set on the client side)."""
+        self.protection: str | None = None
+        """``integrity`` or ``encrypt`` once the handshake has set session keys; None before."""
+
+    def protect(self, keys: SessionKeys, *, client: bool) -> None:
+        """Protect every later frame with the handshake's session ``keys`` (see :mod:`nodes.wire.guard`)."""
+        mine, theirs = (keys.client_to_server, keys.server_to_client) if client else (keys.server_to_client, keys.client_to_server)
+        self._out, self._in = Guard(keys.mode, mine, keys.mac), Guard(keys.mode, theirs, keys.mac)
+        self.protection = keys.mode
 
     @property
     def closed(self) -> bool:
@@ -171,17 +208,44 @@ class Connection:
             raise ProtocolError(f"header of {len(head_body)} bytes exceeds the limit of {self.limits.max_header_bytes}")
         if payload_len > self.limits.max_payload_bytes:
             raise ProtocolError(f"payload of {payload_len} bytes exceeds the limit of {self.limits.max_payload_bytes}")
-        head = encode_prefix(msg_type, len(head_body), payload_len) + head_body
+        prefix = encode_prefix(msg_type, len(head_body), payload_len)
         views = [_byte_view(t) for spec, t in wire if spec.nbytes]
         async with self._send_lock:
             if self._pacer is not None:
                 await self._pacer.start_frame()
+            frame = self._out.frame(prefix) if self._out is not None else None
+            head = prefix + (head_body if frame is None else frame.seal_header(head_body))
             if len(head) + payload_len <= COALESCE_BYTES:
-                await self._send_buffer(b"".join([head, *views]), wait)
-            else:
+                parts = [head, *(views if frame is None else [frame.chunk(v) for v in views])]
+                if isinstance(frame, MacFrame) and payload_len:
+                    parts.append(frame.trailer())
+                await self._send_buffer(b"".join(parts), wait)
+            elif frame is None:
                 await self._send_buffer(head, wait)
                 for view in views:
                     await self._send_buffer(view, wait)
+            else:
+                await self._send_buffer(head, wait)
+                await self._send_guarded(views, frame, wait)
+
+    async def _send_guarded(self, views: list[memoryview], frame: MacFrame | SealedFrame, wait: float) -> None:
+        """Send a large payload chunk by chunk: MAC'd while it goes out of its own memory, or encrypted."""
+        for view in views:
+            for start in range(0, len(view), CHUNK_BYTES):
+                piece = view[start : start + CHUNK_BYTES]
+                if not frame.in_place:
+                    await self._send_buffer(await offload(frame.chunk, piece), wait)
+                elif len(piece) < OFFLOAD_BYTES or self._pacer is not None or not frame.threaded:
+                    # On an emulated link the byte schedule absorbs the hashing time: no thread hop.
+                    await self._send_buffer(frame.chunk(piece), wait)
+                else:
+                    hashing = offload(frame.chunk, piece)  # reads the same memory the socket reads
+                    try:
+                        await self._send_buffer(piece, wait)
+                    finally:
+                        await hashing
+        if isinstance(frame, MacFrame):
+            await self._send_buffer(frame.trailer(), wait)
 
     async def recv(
         self,
@@ -203,20 +267,62 @@ class Connection:
         async with self._recv_lock:
             await self._recv_exactly(memoryview(self._prefix_buf), wait, "the frame prefix")
             prefix = decode_prefix(self._prefix_buf, self.limits if limits is None else limits)
-            if len(self._header_buf) < prefix.header_len:
-                self._header_buf = bytearray(prefix.header_len)
-            header_view = memoryview(self._header_buf)[: prefix.header_len]
+            frame = self._in.frame(bytes(self._prefix_buf)) if self._in is not None else None
+            wire_len = prefix.header_len + (0 if frame is None else TAG_BYTES)
+            if len(self._header_buf) < wire_len:
+                self._header_buf = bytearray(wire_len)
+            header_view = memoryview(self._header_buf)[:wire_len]
             await self._recv_exactly(header_view, wait, "the frame header")
-            meta, specs = decode_header(header_view, prefix.payload_len)
+            body = header_view if frame is None else frame.open_header(header_view)
+            meta, specs = decode_header(body, prefix.payload_len)
             tensors = []
             for i, spec in enumerate(specs):
                 tensor = _reusable(into[i], spec) if i < len(into) else None
                 if tensor is None:
                     tensor = torch.empty(spec.shape, dtype=getattr(torch, spec.dtype))
                 if spec.nbytes:
-                    await self._recv_exactly(_byte_view(tensor), wait, f"tensor {i}")
+                    if frame is None:
+                        await self._recv_exactly(_byte_view(tensor), wait, f"tensor {i}")
+                    else:
+                        await self._recv_guarded(_byte_view(tensor), frame, wait, f"tensor {i}")
                 tensors.append(tensor)
+            if isinstance(frame, MacFrame) and prefix.payload_len:
+                tag = memoryview(self._tag_buf)
+                await self._recv_exactly(tag, wait, "the payload tag")
+                frame.check_trailer(tag)
         return Message(prefix.type, meta, tuple(tensors))
+
+    async def _recv_guarded(self, view: memoryview, frame: MacFrame | SealedFrame, wait: float, what: str) -> None:
+        """Fill ``view`` piece by piece, each MAC'd in place (in the MAC thread while the next piece arrives;
+        the last inline, so only its hashing follows the last byte), or received sealed and opened into it."""
+        if isinstance(frame, MacFrame):
+            hashing: asyncio.Future | None = None
+            try:
+                for start in range(0, len(view), RECV_HASH_BYTES):
+                    piece = view[start : start + RECV_HASH_BYTES]
+                    began = time.perf_counter()
+                    await self._recv_exactly(piece, wait, what)
+                    fast = len(piece) > FAST_LINK_BYTES_PER_S * (time.perf_counter() - began)
+                    if hashing is not None:
+                        await hashing
+                        hashing = None
+                    if fast and frame.threaded and start + RECV_HASH_BYTES < len(view) and len(piece) >= OFFLOAD_BYTES:
+                        hashing = offload(frame.chunk, piece)  # hashed while the next piece arrives
+                    else:
+                        # A slow link leaves the loop idle between pieces anyway, and the last piece has
+                        # nothing to overlap with: hashing inline avoids a thread hop after the last byte.
+                        frame.chunk(piece)
+            finally:
+                if hashing is not None:
+                    await hashing
+            return
+        if self._scratch is None:
+            self._scratch = bytearray(CHUNK_BYTES + TAG_BYTES)
+        for start in range(0, len(view), CHUNK_BYTES):
+            piece = view[start : start + CHUNK_BYTES]
+            sealed = memoryview(self._scratch)[: len(piece) + TAG_BYTES]
+            await self._recv_exactly(sealed, wait, what)
+            piece[:] = frame.open_chunk(sealed)
 
     async def _recv_exactly(self, view: memoryview, timeout: float, what: str) -> None:
         """Fill ``view`` from the socket; read directly while data is buffered, wait on the loop otherwise."""

@@ -62,7 +62,7 @@ def _assign(start: int, end: int, index: int, count: int, state: dict, memory=No
     keys, tensors = pack_state(state)
     header = {"req": 2, "stage": {"index": index, "count": count, "spec": StageSpec(MODEL, start, end).to_dict()},
               "optim": OPTIM.to_dict(), "seed": 0, "memory": memory, "emulation": None, "data": data,
-              "address": {"host": "127.0.0.1", "port": 1}, "keys": keys}
+              "address": {"host": "127.0.0.1", "port": 1}, "peers": {}, "keys": keys}
     return header, tensors
 
 

@@ -17,6 +17,7 @@ from nodes.wire.auth import (
     default_secret_path,
     generate_secret,
     server_proof,
+    transcript,
 )
 from tests.nodes.wire.conftest import SECRET, assert_serves, echo
 
@@ -72,13 +73,16 @@ def test_short_secrets_are_refused(tmp_path, monkeypatch):
         load_secret()
 
 
-def test_proofs_depend_on_role_secret_and_both_nonces():
+def test_proofs_depend_on_side_key_transcript_and_both_nonces():
     a, b = b"n" * 32, b"m" * 32
-    proof = client_proof(SECRET, a, b)
+    told = transcript("peer", "node-1", "integrity")
+    proof = client_proof(SECRET, told, a, b)
     assert len(proof) == 32
-    assert proof != server_proof(SECRET, a, b)
-    assert proof != client_proof(SECRET + b"x", a, b)
-    assert proof != client_proof(SECRET, b, a)
+    assert proof != server_proof(SECRET, told, a, b)
+    assert proof != client_proof(SECRET + b"x", told, a, b)
+    assert proof != client_proof(SECRET, told, b, a)
+    assert proof != client_proof(SECRET, transcript("peer", "node-2", "integrity"), a, b)
+    assert proof != client_proof(SECRET, transcript("peer", "node-1", "encrypt"), a, b)
 
 
 class Recorder:
@@ -135,11 +139,11 @@ async def test_wrong_secret_is_refused_by_the_server_and_the_handler_never_runs(
     wrong = b"wrong-secret-0123456789abcdef"
     try:
         with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
-            with pytest.raises(AuthError, match="server refused our proof: client .* failed to prove it knows"):
+            with pytest.raises(AuthError, match="server refused our proof: client .* failed to prove it holds the peer key"):
                 await connect(*await recorder.start(), wrong, timeout=5.0)
             await asyncio.sleep(0.05)
         assert handled == []
-        assert "failed to prove it knows the cluster secret" in caplog.text
+        assert "failed to prove it holds the peer key of node" in caplog.text
         assert wrong not in recorder.seen and SECRET not in recorder.seen
         assert wrong.hex().encode() not in recorder.seen and SECRET.hex().encode() not in recorder.seen
     finally:
@@ -158,12 +162,14 @@ async def _impostor(proof_for: str):
         async with Connection(sock, timeout=5.0) as conn:
             hello = await conn.recv()
             nonce = os.urandom(32)
-            await conn.send(MessageType.AUTH_CHALLENGE, {"nonce": nonce.hex()})
+            await conn.send(MessageType.AUTH_CHALLENGE, {"nonce": nonce.hex(), "name": "node", "protect": "integrity",
+                                                          "mac": "hmac-sha256"})
             response = await conn.recv()
             if proof_for == "reflect":
                 proof = response.header["proof"]  # send the client's own proof back as ours
             else:
-                proof = server_proof(b"guessed-secret-0123456789", bytes.fromhex(hello.header["nonce"]), nonce).hex()
+                told = transcript("peer", "node", "integrity")
+                proof = server_proof(b"guessed-secret-0123456789", told, bytes.fromhex(hello.header["nonce"]), nonce).hex()
             await conn.send(MessageType.AUTH_OK, {"proof": proof})
             await asyncio.sleep(0.2)
         listener.close()
@@ -174,7 +180,7 @@ async def _impostor(proof_for: str):
 @pytest.mark.parametrize("proof_for", ["guess", "reflect"])
 async def test_client_refuses_a_server_that_cannot_prove_the_secret(proof_for):
     address, task = await _impostor(proof_for)
-    with pytest.raises(AuthError, match="server 127.0.0.1:.* failed to prove it knows the cluster secret"):
+    with pytest.raises(AuthError, match="server 127.0.0.1:.* failed to prove it holds the peer key of node"):
         await connect(*address, SECRET, timeout=5.0)
     await task
 

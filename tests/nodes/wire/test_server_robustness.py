@@ -26,18 +26,31 @@ def _frame(msg_type: int, meta: dict, tensors: list[dict], payload: bytes) -> by
     return _prefix(msg_type, len(header), len(payload)) + header + payload
 
 
-async def _authenticated_raw(server) -> socket.socket:
-    """A socket that has passed the handshake, on which the test then writes whatever bytes it likes."""
+async def _authenticated_raw(server) -> tuple[socket.socket, Connection]:
+    """A socket that has passed the handshake, on which the test then writes whatever bytes it likes
+    (sealed with the connection's session keys by :func:`_seal`), and its honest Connection."""
     sock = await raw_socket(server)
-    await authenticate_client(Connection(sock, timeout=5.0), SECRET)
-    return sock
+    conn = Connection(sock, timeout=5.0)
+    await authenticate_client(conn, SECRET)
+    return sock, conn
+
+
+def _seal(conn: Connection, data: bytes) -> bytes:
+    """``data`` (a frame, well-formed or not) with the tags an authenticated sender adds, so that the server
+    gets past the MAC and judges the frame itself."""
+    if len(data) < 20:
+        return data
+    header_len = struct.unpack("!I", data[8:12])[0]
+    frame = conn._out.frame(data[:20])
+    header, rest = data[20 : 20 + header_len], data[20 + header_len :]
+    return data[:20] + frame.seal_header(header) + bytes(frame.chunk(rest)) + (frame.trailer() if rest else b"")
 
 
 BAD_FRAMES = {
     "garbage prefix": (b"\x00\x01garbage that is no frame at all", "bad magic"),
     "http request": (b"GET / HTTP/1.1\r\nHost: node\r\n\r\n", "bad magic b'GET '"),
     "bad magic": (_prefix(MessageType.FORWARD, 2, 0, magic=b"XXXX") + b"{}", "bad magic b'XXXX'"),
-    "future version": (_prefix(MessageType.FORWARD, 2, 0, version=2) + b"{}", "unsupported protocol version 2"),
+    "future version": (_prefix(MessageType.FORWARD, 2, 0, version=9) + b"{}", "unsupported protocol version 9"),
     "type out of range": (_prefix(99, 2, 0) + b"{}", "unknown message type 99"),
     "header not json": (_prefix(MessageType.FORWARD, 5, 0) + b"{oops", "header is not valid UTF-8 JSON"),
     "sizes disagree": (
@@ -51,8 +64,12 @@ BAD_FRAMES = {
 @pytest.mark.parametrize("case", list(BAD_FRAMES))
 async def test_malformed_frame_closes_that_connection_with_a_logged_reason(echo_server, caplog, case, when):
     data, reason = BAD_FRAMES[case]
-    other = await _authenticated_raw(echo_server)  # a client already connected must be unaffected too
-    sock = await raw_socket(echo_server) if when == "before the handshake" else await _authenticated_raw(echo_server)
+    _, honest = await _authenticated_raw(echo_server)  # a client already connected must be unaffected too
+    if when == "before the handshake":
+        sock = await raw_socket(echo_server)
+    else:
+        sock, conn = await _authenticated_raw(echo_server)
+        data = _seal(conn, data)
     with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
         await asyncio.get_running_loop().sock_sendall(sock, data)
         reply = await read_until_closed(sock, within=3.0)
@@ -60,7 +77,6 @@ async def test_malformed_frame_closes_that_connection_with_a_logged_reason(echo_
     assert reason in caplog.text
     assert reason.encode() in reply  # the ERROR frame told the peer why, before closing
     await assert_serves(echo_server)
-    honest = Connection(other, timeout=5.0)
     await honest.send(MessageType.PING, {"still": "here"})
     assert (await honest.recv()).header == {"still": "here"}
     honest.close()
@@ -80,7 +96,7 @@ async def test_oversized_frame_is_refused_from_its_prefix_without_reading_or_all
 ):
     # The echo server allows 2 MiB of payload and waits 5 s for data. Only the prefix is sent: a server
     # that read on would wait out its timeout, one that allocated an exabyte would fail inside torch.
-    sock = await raw_socket(echo_server) if when == "before the handshake" else await _authenticated_raw(echo_server)
+    sock = await raw_socket(echo_server) if when == "before the handshake" else (await _authenticated_raw(echo_server))[0]
     start = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
         await asyncio.get_running_loop().sock_sendall(sock, _prefix(MessageType.HELLO, 40, declared))
@@ -93,7 +109,7 @@ async def test_oversized_frame_is_refused_from_its_prefix_without_reading_or_all
 
 
 async def test_oversized_header_is_refused_from_its_prefix(echo_server, caplog):
-    sock = await _authenticated_raw(echo_server)
+    sock, _ = await _authenticated_raw(echo_server)
     with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
         await asyncio.get_running_loop().sock_sendall(sock, _prefix(MessageType.FORWARD, 2**31, 0))
         await read_until_closed(sock, within=3.0)
@@ -110,14 +126,14 @@ HEADER_LEN = len(FRAME) - 20 - 4000
     ("cut", "part"),
     [
         (7, "the frame prefix: 7 of 20 bytes"),
-        (25, f"the frame header: 5 of {HEADER_LEN} bytes"),
-        (20 + HEADER_LEN + 100, "tensor 0: 100 of 4000 bytes"),
+        (25, f"the frame header: 5 of {HEADER_LEN + 16} bytes"),
+        (20 + HEADER_LEN + 16 + 100, "tensor 0: 100 of 4000 bytes"),
     ],
 )
 async def test_peer_disconnecting_mid_frame_is_logged_and_the_server_goes_on(echo_server, caplog, cut, part):
-    sock = await _authenticated_raw(echo_server)
+    sock, conn = await _authenticated_raw(echo_server)
     with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
-        await asyncio.get_running_loop().sock_sendall(sock, FRAME[:cut])
+        await asyncio.get_running_loop().sock_sendall(sock, _seal(conn, FRAME)[:cut])
         await asyncio.sleep(0.05)
         sock.close()
         await asyncio.sleep(0.2)
@@ -153,7 +169,7 @@ async def test_handler_crash_is_logged_and_does_not_stop_the_server(caplog):
     server = await serve("127.0.0.1", 0, flaky, SECRET, timeout=5.0)
     try:
         with caplog.at_level(logging.ERROR, logger="nodes.wire.endpoints"):
-            sock = await _authenticated_raw(server)
+            sock, _ = await _authenticated_raw(server)
             await read_until_closed(sock, within=3.0)
             sock.close()
         assert "handler failed on the connection from" in caplog.text
@@ -165,7 +181,7 @@ async def test_handler_crash_is_logged_and_does_not_stop_the_server(caplog):
 
 async def test_close_ends_open_connections_and_frees_the_port():
     server = await serve("127.0.0.1", 0, echo, SECRET, timeout=5.0)
-    sock = await _authenticated_raw(server)
+    sock, _ = await _authenticated_raw(server)
     address = server.address
     await server.close()
     assert await read_until_closed(sock, within=2.0) == b""
