@@ -36,6 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from report import write_section  # noqa: E402
+
 from assets import asset_path  # noqa: E402
 from console.cluster import local  # noqa: E402
 from console.cluster.training import TrainJob, run_training  # noqa: E402
@@ -47,7 +49,6 @@ from engine.cwb.units import parse_size  # noqa: E402
 from engine.dhp.events import read_events  # noqa: E402
 from engine.dhp.protocol import Op  # noqa: E402
 from engine.dhp.simulate import SimConfig, StageTime, simulate, stage_times_from_profile  # noqa: E402
-from report import write_section  # noqa: E402
 
 TITLE = "DHP fixed vs dynamic chains, paper Tables 5-7 in shape"
 
