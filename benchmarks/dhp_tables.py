@@ -212,13 +212,14 @@ def report(runs: list[dict], said: dict, load: float, wall: float) -> str:
     for run in runs:
         job = run["job"]
         paper = PAPER_ITERATION_MS[job.backbone][0 if job.mode == "fixed" else 1] if job.label.startswith("paper") else None
+        overruns = "not recorded" if run["overrun_share"] is None else f"{run['overrun_share']:.1%}"
         lines.append(
             f"| {job.backbone} | {job.label} | {'/'.join(map(str, run['stages']))}"
             f"{' +' + str(run['idle']) + ' idle' if run['idle'] else ''} | {job.mode} | {'on' if job.overlap else 'off'} "
             f"| {run['iterations']} | {run['board_ms']:.0f} | {run['simulated_ms']:.0f} "
             f"| {run['board_ms'] / run['simulated_ms'] - 1:+.1%} | {run['replayed_ms']:.0f} "
             f"| {run['board_ms'] / run['replayed_ms'] - 1:+.1%} | {f'{paper:.0f}' if paper else '-'} "
-            f"| {run['averaging_s']:.1f} | {run['overrun_share']:.1%} |")
+            f"| {run['averaging_s']:.1f} | {overruns} |")
     lines += ["", "| backbone | fixed board ms | dynamic board ms | dynamic gain (measured) | (simulated) | paper |",
               "|---|---:|---:|---:|---:|---:|"]
     for backbone, (paper_fixed, paper_dynamic) in PAPER_ITERATION_MS.items():
