@@ -41,12 +41,25 @@ class TrainRequest:
     """Mini-batches to train."""
     average_every: int = 20
     """Average the replicas of each stage every this many iterations (paper: 100)."""
+    cut_after: tuple[str, ...] = ()
+    """Layers to cut after (a plan picked on the partition screen); empty: CWB's best-E cut."""
+    replicas: tuple[int, ...] = ()
+    """Nodes per stage of dynamic chains (a picked plan); empty: the analytic best."""
+    memory_accounting: str | None = None
+    """``exact`` or ``paper`` (None: the cluster's)."""
 
     def argv(self, cluster: str, out: Path) -> list[str]:
         """The command line that trains on ``cluster`` into the run folder ``out`` (events: ``out/events.jsonl``)."""
-        return [sys.executable, "-m", "console.cli.main", "train", "--cluster", cluster, "--mode", self.mode,
+        argv = [sys.executable, "-m", "console.cli.main", "train", "--cluster", cluster, "--mode", self.mode,
                 "--policy", self.policy, "--iterations", str(self.iterations),
                 "--average-every", str(self.average_every), "--out", str(out), "--events", str(out / EVENTS)]
+        if self.cut_after:
+            argv += ["--cut-after", ",".join(self.cut_after)]
+        if self.replicas and self.mode == "dynamic":
+            argv += ["--replicas", "/".join(map(str, self.replicas))]
+        if self.memory_accounting:
+            argv += ["--memory-accounting", self.memory_accounting]
+        return argv
 
 
 def runs_dir() -> Path:
