@@ -12,10 +12,7 @@ tables and appends them to BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -31,7 +28,8 @@ from engine.cwb.replicas import replicas_for  # noqa: E402
 from engine.cwb.search import search, smallest_partitions  # noqa: E402
 from engine.cwb.transfer import Network  # noqa: E402
 from engine.cwb.units import format_bandwidth, format_bytes, parse_bandwidth, parse_size  # noqa: E402
-from engine.io import atomic_write_text  # noqa: E402
+from benchmarks.report import write_section  # noqa: E402
+from engine.cwb.planner import plan_partitions  # noqa: E402
 
 PROFILE = "profiles/tx2-resnet18.json"
 NODES = 6
@@ -110,25 +108,39 @@ def main() -> None:
         "assets/profiles/README.md), so the paper's 3 and, for contrast, 2 partitions are shown."
     )
     replicas = replica_table(model, chosen[3]["CWB (highest E)"], nodes)
-    text = "\n".join([intro, "", *header, *rows, "", "Replica plan for CWB's 3-partition cut over six nodes:", "", *replicas])
+    fastest = recommendation_table(profile, network)
+    text = "\n".join([intro, "", *header, *rows, "", "Replica plan for CWB's 3-partition cut over six nodes:", "", *replicas,
+                      "", "The fastest plan `litesrl partition` recommends (cut x replicas x chain mode x next-hop policy, "
+                      "each scored by the simulator, no communication overlap) beside the baselines, each with its best "
+                      "replica plan:", "", *fastest])
     print(text)
     if not args.no_record:
         record(text)
 
 
+def recommendation_table(profile, network) -> list[str]:
+    """The fastest simulated plan and the baselines (``litesrl partition``), with both memory accountings."""
+    lines = ["| accounting, budget | plan | cut after | replicas | chains | next hop | simulated ms / iteration | "
+             "vs paper fixed | fits |", "|---|---|---|---|---|---|---:|---:|---|"]
+    for accounting, memory in (("paper", "3GiB"), ("exact", MEMORY)):
+        planned = plan_partitions(profile, identical_nodes(NODES, parse_size(memory)), network, partitions=3,
+                                  accounting=accounting, recommend=True)
+        rec = planned.recommendation
+        reference = next(o.predicted_iteration_ms for o in rec.baselines if o.method == "paper" and o.mode == "fixed")
+        for option in (rec.recommended, *rec.baselines):
+            ms = option.predicted_iteration_ms
+            lines.append(f"| {accounting}, {memory} | {option.method} | {', '.join(option.cut_names)} | "
+                         f"{'/'.join(map(str, option.replicas))} | {option.mode} | "
+                         f"{option.policy.replace('_', ' ') if option.mode == 'dynamic' else '—'} | "
+                         f"{'—' if ms is None else f'{ms:.0f}'} | {'—' if not ms else f'{reference / ms:.2f}x'} | "
+                         f"{'yes' if option.fits else 'no'} |")
+    return lines
+
+
 def record(body: str) -> None:
-    """Append this run as a section of BENCHMARKS.md (atomically: read, add, replace)."""
-    path = REPO / "BENCHMARKS.md"
-    existing = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    command = "python benchmarks/cwb_methods.py" + "".join(f" {a}" for a in sys.argv[1:])
-    section = (
-        f"\n## CWB vs PipeDream vs torchgpipe on the TX2-like Lite-SRL/ResNet-18 profile ({datetime.date.today().isoformat()})\n\n"
-        f"- command: `{command}`\n"
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()} "
-        "(the figures are predictions of the cost model, not timings of this machine)\n\n"
-        f"{body}\n"
-    )
-    atomic_write_text(path, existing.rstrip("\n") + "\n" + section)
+    """Replace this benchmark's section of BENCHMARKS.md."""
+    write_section("CWB vs PipeDream vs torchgpipe on the TX2-like Lite-SRL/ResNet-18 profile", "cwb_methods.py",
+                  "- the figures are predictions (cost model, simulator), not timings of this machine\n\n" + body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Screenshots of every console screen against the emulated cluster, into ``assets/screenshots/`` (SVG, and PNG).
 
 One command: ``.venv/bin/python scripts/screenshots.py``. It uses the running emulated cluster, or
-starts one (six TX2-like agents with 1.5 GB each, so CWB cuts the model in three stages) and stops
+starts one (six TX2-like agents with the paper's 3 GB each and its memory count, so CWB cuts the model in three stages) and stops
 it afterwards; it loads the shipped TX2 profile, runs a short dynamic training and captures the
 chains mid-run. PNGs are written when ``cairosvg`` is installed (``pip install cairosvg``).
 """
@@ -47,7 +47,7 @@ def save(app, name: str, title: str, png: bool) -> None:
 
 
 async def capture(size: tuple[int, int], nodes: int, png: bool) -> None:
-    app = create_app(LaunchOptions(local=nodes, time_scale=0.1, memory_per_node="1.5GB", interval=1.0))
+    app = create_app(LaunchOptions(local=nodes, time_scale=0.1, interval=1.0))
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: app.fleet.views() and all(v.latest for v in app.fleet.views()), 300, "the cluster")
         await pilot.press("2", "t")

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -35,8 +35,8 @@ def train(
                                                         "(default: --inventory, else $LITESRL_INVENTORY, else local).")] = None,
     inventory: Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory TOML of the boards to train on "
                                                       "(default: $LITESRL_INVENTORY; as `litesrl nodes`).")] = None,
-    mode: Annotated[Literal["fixed", "dynamic"], typer.Option(help="Fixed chains (Fig. 4a) or dynamic chains (Fig. 4b).")] = "dynamic",
-    policy: Annotated[Literal["first-free", "earliest-finish"], typer.Option(help="Next-hop policy of dynamic chains.")] = "first-free",
+    mode: Annotated[str, typer.Option(help="fixed (chains of Fig. 4a) or dynamic (Fig. 4b).")] = "dynamic",
+    policy: Annotated[str, typer.Option(help="Next-hop policy of dynamic chains: first-free (the paper) or earliest-finish.")] = "first-free",
     overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
     iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them; with --budget, the first plan).")] = 1000,
     average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K iterations (paper 100; 0: at the end).")] = 100,
@@ -85,6 +85,10 @@ def train(
         raise ConsoleError("--resume keeps the checkpoint's cuts; drop --cut-after")
     if cuts and partitions is not None and partitions != len(cuts) + 1:
         raise ConsoleError(f"--cut-after makes {len(cuts) + 1} partitions but --partitions says {partitions}")
+    if mode not in ("fixed", "dynamic"):
+        raise ConsoleError(f"unknown mode {mode!r}; choose one of fixed, dynamic")
+    if policy not in ("first-free", "earliest-finish"):
+        raise ConsoleError(f"unknown policy {policy!r}; choose one of first-free, earliest-finish")
     counts = _replicas(replicas)
     if counts and mode == "fixed":
         raise ConsoleError("--replicas sets the dynamic chains' stage pools; fixed chains use N // n nodes per stage")

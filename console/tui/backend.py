@@ -106,6 +106,11 @@ class FleetBackend(abc.ABC):
         """The nodes, in the order the operator listed them; empty until :meth:`start` returned."""
 
     @property
+    def memory_accounting(self) -> str | None:
+        """How the cluster's memory budgets are meant (``exact`` or ``paper``), None when it does not say."""
+        return None
+
+    @property
     @abc.abstractmethod
     def cluster_argument(self) -> str:
         """What ``litesrl train --cluster`` takes to train on these nodes (``local`` or an inventory path)."""

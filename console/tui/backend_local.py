@@ -74,6 +74,7 @@ class LocalBackend(FleetBackend):
         """True when this backend started the cluster (then :meth:`close` stops it unless ``keep``)."""
         self._agents: tuple[LocalAgent, ...] = ()
         self._infos: tuple[NodeInfo, ...] = ()
+        self._accounting: str | None = None
 
     @property
     def nodes(self) -> tuple[NodeInfo, ...]:
@@ -112,7 +113,13 @@ class LocalBackend(FleetBackend):
                 log.warning("using the running cluster of %d node(s), not %d", len(state.agents), self.want)
         self._adopt(state)
 
+    @property
+    def memory_accounting(self) -> str | None:
+        """The emulated cluster's accounting (``litesrl cluster up --memory-accounting``)."""
+        return self._accounting
+
     def _adopt(self, state: ClusterState) -> None:
+        self._accounting = state.memory_accounting
         board = Path(state.profile).stem if state.profile.endswith(".json") else state.profile
         self._agents = tuple(LocalAgent(a.name, a.pid, a.port, board, parse_size(a.memory_budget), a.speed)
                              for a in state.agents)

@@ -6,22 +6,20 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from console.tui.backend import NodeInfo
+from engine.cwb.fastest import Recommendation
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import CostModel
+from engine.cwb.planner import DEFAULT_BANDWIDTH, plan_partitions as plan_cwb
 from engine.cwb.profile_format import Profile
-from engine.cwb.replicas import ReplicaReport, replicas_for
-from engine.cwb.search import SearchResult, infeasible_message, search, smallest_partitions
+from engine.cwb.replicas import ReplicaReport
+from engine.cwb.search import SearchResult
 from engine.cwb.transfer import Network
 from engine.cwb.units import parse_bandwidth
 from engine.errors import PartitionError
 
-DEFAULT_BANDWIDTH = "1Gbit"
-"""Link speed assumed between nodes (the paper's switch), as ``litesrl partition`` assumes."""
-
 
 @dataclass(frozen=True)
 class PartitionPlan:
-    """A profile, the best partitions of it over the fleet, and the replica plan of the chosen one."""
+    """A profile, the best partitions of it over the fleet, the replica plan of the chosen one and the fastest plan."""
 
     profile: Profile
     """The profile searched."""
@@ -35,8 +33,10 @@ class PartitionPlan:
     """CWB's candidates, best E first."""
     replicas: ReplicaReport | None
     """Replica plan of the best candidate (None when it does not fit memory)."""
-
-
+    accounting: str = "exact"
+    """Memory accounting the plan was made with (``exact`` or ``paper``)."""
+    recommendation: Recommendation | None = None
+    """The fastest simulated plan and the baselines beside it (None when not searched)."""
 @dataclass
 class ProfileSlot:
     """The profile the partition screen shows, and any profiling in progress (owned by the app)."""
@@ -61,24 +61,18 @@ def pool_of(nodes: Sequence[NodeInfo]) -> tuple[NodeSpec, ...]:
 
 
 def plan_partitions(profile: Profile, origin: str, nodes: Sequence[NodeInfo], partitions: int | None = None,
-                    *, bandwidth: str = DEFAULT_BANDWIDTH, top: int = 8) -> PartitionPlan:
-    """CWB search (paper Algorithm 2) of ``profile`` on ``nodes``, then the replica plan of the best cut.
+                    *, bandwidth: str = DEFAULT_BANDWIDTH, top: int = 8, accounting: str = "exact",
+                    recommend: bool = True) -> PartitionPlan:
+    """CWB search (paper Algorithm 2) of ``profile`` on ``nodes`` (``engine.cwb.planner``), and the fastest plan.
 
     ``partitions`` None picks the fewest that fit memory, as ``litesrl partition`` does. Raises
     PartitionError (one line, naming what would fit) when nothing fits.
     """
     if not nodes:
         raise PartitionError("no nodes to partition for: the fleet is empty")
-    pool = pool_of(nodes)
-    model = CostModel(profile, Network(bandwidth=parse_bandwidth(bandwidth), latency_ms=0.0))
-    automatic = partitions is None
-    if partitions is None:
-        partitions = smallest_partitions(model, pool)
-        if partitions is None:
-            raise PartitionError(infeasible_message(model, pool, min(len(pool), model.q)))
-    if partitions > min(len(pool), model.q):
-        raise PartitionError(f"{partitions} partitions need {partitions} nodes and layers; "
-                             f"there are {len(pool)} nodes and {model.q} layers")
-    result = search(model, pool, partitions, top=top)
-    replicas = replicas_for(model, result.best, pool) if result.best.fits else None
-    return PartitionPlan(profile, origin, partitions, automatic, result, replicas)
+    if partitions is not None and partitions > len(nodes):
+        raise PartitionError(f"{partitions} partitions need {partitions} nodes; there are {len(nodes)}")
+    planned = plan_cwb(profile, pool_of(nodes), Network(bandwidth=parse_bandwidth(bandwidth), latency_ms=0.0),
+                       partitions=partitions, accounting=accounting, top=top, recommend=recommend)
+    return PartitionPlan(profile, origin, planned.partitions, planned.automatic, planned.result, planned.replicas,
+                         accounting, planned.recommendation)

@@ -44,13 +44,27 @@ class TrainRequest:
     profile: str | None = None
     """CWB profile: a profile file (measured on a board, or any) or a reference board name; None: the
     cluster's default (the emulated board's, else the newest measured on the boards)."""
+    cut_after: tuple[str, ...] = ()
+    """Layers to cut after (a plan picked on the partition screen); empty: CWB's best-E cut."""
+    replicas: tuple[int, ...] = ()
+    """Nodes per stage of dynamic chains (a picked plan); empty: the analytic best."""
+    memory_accounting: str | None = None
+    """``exact`` or ``paper`` (None: the cluster's)."""
 
     def argv(self, cluster: str, out: Path) -> list[str]:
         """The command line that trains on ``cluster`` into the run folder ``out`` (events: ``out/events.jsonl``)."""
         argv = [sys.executable, "-m", "console.cli.main", "train", "--cluster", cluster, "--mode", self.mode,
                 "--policy", self.policy, "--iterations", str(self.iterations),
                 "--average-every", str(self.average_every), "--out", str(out), "--events", str(out / EVENTS)]
-        return argv + (["--profile", self.profile] if self.profile else [])
+        if self.profile:
+            argv += ["--profile", self.profile]
+        if self.cut_after:
+            argv += ["--cut-after", ",".join(self.cut_after)]
+        if self.replicas and self.mode == "dynamic":
+            argv += ["--replicas", "/".join(map(str, self.replicas))]
+        if self.memory_accounting:
+            argv += ["--memory-accounting", self.memory_accounting]
+        return argv
 
 
 def runs_dir() -> Path:

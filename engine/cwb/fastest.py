@@ -6,8 +6,10 @@ discrete-event simulator (``engine.dhp.simulate``, the same scheduler code as th
 
 1. **Cuts**: every cut set into ``partitions`` stages whose stages each fit some node of the pool
    (memory balancing, as in the paper).
-2. **Analytic screen**: for each cut, the replica plans of ``engine.cwb.replicas`` (hold-time model)
-   give a dynamic-chain and a fixed-chain estimate; the best ``shortlist`` cuts by either go on.
+2. **Analytic screen**: for each cut, the hold-time model of ``engine.cwb.replicas`` with the pool
+   seen as ``N`` boards of its mean speed (water-filling, linear in boards and stages) gives a
+   dynamic-chain and a fixed-chain estimate; the best ``SCREEN`` cuts by either get the real replica
+   plan over the actual boards (per kind), and the best ``shortlist`` of those go on.
 3. **Simulation**: each shortlisted cut is simulated with fixed chains (``N // n`` lanes) and with
    dynamic chains for its best replica plans under both next-hop policies (``first_free``, the
    paper's, and ``earliest_finish``); so are the baselines.
@@ -39,9 +41,13 @@ MAX_CUT_SETS = 20_000
 """Most fitting cut sets the analytic screen looks at."""
 
 
+SCREEN = 12
+"""Cuts the mean-speed screen passes on to the per-kind replica planner."""
+
+
 def default_iterations(pool_size: int) -> int:
-    """Simulated iterations per plan: enough for the chains to reach their steady state (~10 per node)."""
-    return max(60, 10 * pool_size)
+    """Simulated iterations per plan: enough for the chains to reach their steady state (~5 per node)."""
+    return max(60, 5 * pool_size)
 
 
 @dataclass(frozen=True)
@@ -253,26 +259,31 @@ def recommend(model: CostModel, pool: Sequence[NodeSpec], partitions: int, *, be
     pool = tuple(pool)
     iterations = iterations or default_iterations(len(pool))
     scorer = _Scorer(model, pool, iterations)
-    screened: list[tuple[float, float, tuple[int, ...], ReplicaReport]] = []
     cut_sets = fitting_cut_sets(model, pool, partitions)
+    mean = _mean_pool(pool)
+    rough = []
     for cuts in cut_sets:
+        report = analytic_report(model, cuts, mean, limit=0)  # water-filling on mean-speed boards
+        rough.append((report.best.iteration_ms, report.fixed_iteration_ms, cuts))
+    candidates = {entry[2]: None for key in (0, 1) for entry in sorted(rough, key=lambda e: (e[key], e[2]))[:SCREEN]}
+    screened: list[tuple[float, float, tuple[int, ...], ReplicaReport]] = []
+    for cuts in candidates:
         try:
             report = analytic_report(model, cuts, pool, limit=SCREEN_LIMIT)
         except PartitionError:
             continue
         screened.append((report.best.iteration_ms, report.fixed_iteration_ms, cuts, report))
     options: list[PlanOption] = []
-    picked: dict[tuple[int, ...], ReplicaReport] = {}
-    for key in (0, 1):
-        for entry in sorted(screened, key=lambda e: (e[key], e[2]))[:shortlist]:
-            picked[entry[2]] = entry[3]
+    picked = [e[2] for e in sorted(screened, key=lambda e: (e[0], e[2]))[:shortlist]]
+    picked += [e[2] for e in sorted(screened, key=lambda e: (e[1], e[2]))[:1] if e[2] not in picked]
     for cuts in picked:
         report = analytic_report(model, cuts, pool)  # every plan where that is affordable, for the runner-ups
         try:
             lanes = fixed_lanes(model, cuts, pool)
         except PartitionError:
             lanes = None
-        options += _options(scorer, "search", cuts, report, lanes, report.plans[:REPLICA_PLANS], POLICIES)
+        options += _options(scorer, "search", cuts, report, lanes, report.plans[:1], POLICIES)
+        options += _options(scorer, "search", cuts, None, None, report.plans[1:REPLICA_PLANS], ("first_free",))
     base: list[PlanOption] = []
     base += _baseline(scorer, "paper", best_e)
     for name in ("pipedream", "gpipe"):
@@ -286,4 +297,11 @@ def recommend(model: CostModel, pool: Sequence[NodeSpec], partitions: int, *, be
     best = min(runnable, key=lambda o: (o.predicted_iteration_ms, o.mode != "dynamic", o.policy != "first_free"))
     recommended = PlanOption("recommended", best.cuts, best.cut_names, best.mode, best.policy, best.stages, True,
                              best.predicted_iteration_ms, best.analytic_ms)
-    return Recommendation(recommended, tuple(base), len(screened), len(scorer.cache), iterations)
+    return Recommendation(recommended, tuple(base), len(cut_sets), len(scorer.cache), iterations)
+
+
+def _mean_pool(pool: Sequence[NodeSpec]) -> tuple[NodeSpec, ...]:
+    """``len(pool)`` interchangeable boards of the pool's mean speed and largest memory (for the screen)."""
+    speed = sum(node.speed for node in pool) / len(pool)
+    memory = max(node.memory_bytes for node in pool)
+    return tuple(NodeSpec(f"mean-{i}", memory, speed) for i in range(len(pool)))

@@ -43,7 +43,9 @@ still wins and predicts ~3053 ms per iteration against Table 6's measured 2750 m
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -151,19 +153,21 @@ def plan_replicas(
     groups: dict[tuple[float, int], list[NodeSpec]] = {}
     for node in pool:
         groups.setdefault((node.speed, node.memory_bytes), []).append(node)
-    per_group = []
-    for (_, memory), members in groups.items():
-        allowed = [s for s in range(n) if memory_bytes[s] <= memory]
-        per_group.append(list(_splits(len(members), allowed, n)))
+    allowed_per_group = [[s for s in range(n) if memory_bytes[s] <= memory] for (_, memory) in groups]
     total = 1
-    for options in per_group:
-        total *= len(options)
+    for (_, members), allowed in zip(groups.items(), allowed_per_group):
+        # count members over len(allowed) stages + idle, with repetition: C(count + bins - 1, bins - 1)
+        total *= math.comb(len(members) + len(allowed), len(allowed))
     member_lists = list(groups.values())
     if total > (MAX_ASSIGNMENTS if limit is None else limit):
-        plans = _greedy(work_ms, memory_bytes, cut_ms, member_lists)
+        if len(member_lists) == 1:
+            plans = [_water_fill(work_ms, memory_bytes, cut_ms, member_lists[0])]
+        else:
+            plans = _greedy(work_ms, memory_bytes, cut_ms, member_lists)
         per_group = []  # nothing left to enumerate
     else:
         plans = []
+        per_group = [list(_splits(len(members), allowed, n)) for members, allowed in zip(member_lists, allowed_per_group)]
     for choice in itertools.product(*per_group) if per_group else ():
         stages: list[list[NodeSpec]] = [[] for _ in range(n)]
         idle: list[str] = []
@@ -210,6 +214,26 @@ def _splits(count: int, allowed: Sequence[int], n: int):
         for b in bars:
             split[bins[b]] += 1
         yield tuple(split)
+
+
+def _water_fill(work_ms, memory_bytes, cut_ms, members: list[NodeSpec]) -> ReplicaPlan:
+    """One board kind: every node after the first per stage goes to the stage with the largest ``H_s / r_s`` (exact)."""
+    n = len(work_ms)
+    if any(need > members[0].memory_bytes for need in memory_bytes):
+        raise PartitionError("no assignment of the nodes gives every stage a node with enough memory")
+    holds = hold_times([w / members[0].speed for w in work_ms], cut_ms)
+    counts = [1] * n
+    heap = [(-holds[s], s) for s in range(n)]
+    heapq.heapify(heap)
+    for _ in range(len(members) - n):
+        _, s = heapq.heappop(heap)
+        counts[s] += 1
+        heapq.heappush(heap, (-holds[s] / counts[s], s))
+    stages, position = [], 0
+    for count in counts:
+        stages.append(members[position : position + count])
+        position += count
+    return _evaluate(work_ms, cut_ms, stages, [])
 
 
 def _greedy(work_ms, memory_bytes, cut_ms, groups: list[list[NodeSpec]]) -> list[ReplicaPlan]:

@@ -1,11 +1,14 @@
 """CWB partition search (paper Algorithm 2, generalised): exact best E over every cut set and node order that fits.
 
-With the paper's objective (``engine.cwb.plan``, the default) every cut set that fits memory is
-enumerated per node order, as Algorithm 2's loops over the candidate points do, depth first and
-cut short as soon as a stage overflows its node (memory balancing makes the lists short: 2 cut
-sets for ResNet-18 on 3 GB boards with the paper's accounting). Its E depends on compute and
-transfers separately, so the dominance argument below does not hold for it. The rest of this
-docstring describes the search for the ``busy`` objective.
+With the paper's objective (``engine.cwb.plan``, the default) the cut sets that fit memory are
+enumerated per node order, as Algorithm 2's loops over the candidate points do, depth first, cut
+short as soon as a stage overflows its node (memory balancing makes the lists short: 2 cut sets
+for ResNet-18 on 3 GB boards with the paper's accounting) and bounded: a prefix whose least
+reachable bracket (``_paper_bound``) is worse than the ``top``-th best known is not expanded.
+Its E depends on compute and transfers separately, so the dominance argument below does not hold
+for it. It is exact while the distinct node orders (boards of one kind count once) hold at most
+``PAPER_CHAINS`` fitting cut sets; past that, the orders whose min-max chain is quickest are searched. The rest of
+this docstring describes the search for the ``busy`` objective.
 
 The paper enumerates the cut pairs left after memory balancing for three identical TX2s and
 keeps the pair with the highest E (eq. 9). We solve the same problem exactly for any number of
@@ -93,13 +96,26 @@ def search(
     if top < 1:
         raise PartitionError(f"top must be at least 1, got {top}")
     orders = node_orders(nodes, partitions, model, reorder=reorder, max_orders=max_orders)
+    skipped = 0
+    if model.objective != "busy" and len(orders) > 1:
+        counts = {order: _count_fitting(model, order) for order in orders}
+        if sum(counts.values()) > PAPER_CHAINS:
+            kept, total = [], 0
+            for order in _fastest_orders(model, orders):
+                if kept and total + counts[order] > PAPER_CHAINS:
+                    break
+                kept.append(order)
+                total += counts[order]
+            skipped = sum(counts.values()) - total
+            orders = kept
     finals: list[tuple[float, tuple[int, ...], tuple[NodeSpec, ...]]] = []
     if model.objective == "busy":
         finals = _seeds(model, orders[0], top)
-    feasible = 0
+    feasible = skipped
     for order in orders:
         if model.objective != "busy":
-            entries, count = _enumerate_order(model, order, top * 2)
+            threshold = finals[top * 2 - 1][0] if len(finals) >= top * 2 else math.inf
+            entries, count = _enumerate_order(model, order, top * 2, threshold)
             feasible += count
             finals = _unique_best(finals + entries, top * 2)
             continue
@@ -123,26 +139,49 @@ def search(
     )
 
 
+PAPER_CHAINS = 2_000_000
+"""With the paper's objective, the search is exact while the node orders hold at most this many fitting cut sets
+in all; past it, the orders whose min-max chain is fastest are searched until they hold that many."""
 MAX_CHAINS = 2_000_000
 """Most fitting cut sets a paper-objective search scores on one node order."""
 
 
-def _enumerate_order(model: CostModel, order: Sequence[NodeSpec], keep: int):
-    """Every cut set that fits ``order`` (depth first); returns (the ``keep`` best (bracket, cuts, order), count).
+def _fastest_orders(model: CostModel, orders):
+    """The orders, those whose min-max busy chain (``_seeds``' start) is fastest first; orders where nothing fits last."""
+    def key(order):
+        found = _minmax_chain(model, order)
+        return (found is None, found[0] if found else 0.0)
+
+    return sorted(orders, key=key)
+
+
+def _enumerate_order(model: CostModel, order: Sequence[NodeSpec], keep: int, threshold: float = math.inf):
+    """The ``keep`` best fitting cut sets of ``order`` (depth first, bounded), and how many fit in all.
 
     The bracket is eq. 9's ``sum (c_k/T - 1/n)^2 = S2/T^2 - (2/n) C/T + 1/n`` with ``C`` the compute,
-    ``S2`` the sum of squared compute and ``T`` compute plus transfers.
+    ``S2`` the sum of squared compute and ``T`` compute plus transfers. A prefix whose least
+    reachable bracket (``_paper_bound``) exceeds the ``keep``-th best known (or ``threshold``,
+    carried over from earlier orders) is not expanded. Returns ([(bracket, cuts, order)], count).
     """
     q, n = model.q, len(order)
     best: list[tuple[float, tuple[int, ...], tuple[NodeSpec, ...]]] = []
-    count = 0
     chain = tuple(order)
+    total_ms = model.profile_ms(0, q)
+    latency = model.network.latency_ms
+    slowest_link = model.network.slowest_bandwidth()
+    leaves = 0
+    bound = [threshold]
 
     def visit(k: int, start: int, c: float, s2: float, x: float, cuts: tuple[int, ...]) -> None:
-        nonlocal count
+        nonlocal leaves
         node = order[k]
         prev = order[k - 1] if k > 0 else None
         nxt = order[k + 1] if k + 1 < n else None
+        rest = n - 1 - k
+        later = order[k + 1 :]
+        fastest = max((other.speed for other in later), default=1.0)
+        slowest = min((other.speed for other in later), default=1.0)
+        messages = max(2 * rest - 1, 0)
         first_end = q if k == n - 1 else start + 1
         for end in range(first_end, q - (n - 1 - k) + 1):
             if model.state_bytes(start, end) > node.memory_bytes:
@@ -152,22 +191,87 @@ def _enumerate_order(model: CostModel, order: Sequence[NodeSpec], keep: int):
             compute = model.compute_ms(start, end, node)
             send = model.send_ms(start, end, node, prev, nxt)
             tail = cuts + ((start - 1,) if k > 0 else ())
-            if k + 1 < n:
-                visit(k + 1, end, c + compute, s2 + compute * compute, x + send, tail)
+            c2, s22, x2 = c + compute, s2 + compute * compute, x + send
+            if rest:
+                if bound[0] < math.inf:
+                    remaining = total_ms - model.profile_ms(0, end)
+                    heaviest_message = model.max_output_from(end - 1) / slowest_link * 1000.0 + latency
+                    low = c2 + x2 + remaining / fastest + messages * latency
+                    high = c2 + x2 + remaining / slowest + messages * heaviest_message
+                    if _paper_bound(s22, c2, k + 1, rest, n, remaining / fastest, remaining / slowest, low, high) > bound[0]:
+                        continue
+                visit(k + 1, end, c2, s22, x2, tail)
                 continue
-            count += 1
-            if count > MAX_CHAINS:
+            leaves += 1
+            if leaves > MAX_CHAINS:
                 raise PartitionError(
-                    f"more than {MAX_CHAINS} cut sets fit; give fewer partitions or smaller memory budgets"
+                    f"more than {MAX_CHAINS} cut sets had to be scored; give fewer partitions or smaller memory budgets"
                 )
-            total_c, total_s2, total = c + compute, s2 + compute * compute, c + compute + x + send
-            value = 0.0 if total <= 0 else total_s2 / (total * total) - 2.0 * total_c / (n * total) + 1.0 / n
+            total = c2 + x2
+            value = 0.0 if total <= 0 else s22 / (total * total) - 2.0 * c2 / (n * total) + 1.0 / n
             best.append((max(value, 0.0), tail, chain))
             if len(best) >= 4 * keep:
                 best[:] = _unique_best(best, keep)
+            if len(best) >= keep:
+                best[:] = _unique_best(best, keep)
+                bound[0] = min(bound[0], best[-1][0])
 
     visit(0, 0, 0.0, 0.0, 0.0, ())
-    return _unique_best(best, keep), count
+    return _unique_best(best, keep), _count_fitting(model, order)
+
+
+def _paper_bound(s2: float, c: float, placed: int, rest: int, n: int, rest_low: float, rest_high: float,
+                 t_low: float, t_high: float) -> float:
+    """Least eq. 9 bracket any completion of a prefix can reach (placed stages: compute sum ``c``, squares ``s2``).
+
+    With ``v = 1/T`` in ``[1/t_high, 1/t_low]`` the placed stages add ``v^2 s2 - 2 v c / n + placed/n^2``;
+    the ``rest`` later stages, whose compute ``R`` lies in ``[rest_low, rest_high]``, add at least
+    ``(R v - rest/n)^2 / rest`` (Cauchy-Schwarz), minimised over ``R``. Both are convex in ``v``,
+    so a ternary search finds the minimum.
+    """
+    target = rest / n
+    lo = 1.0 / t_high if t_high > 0 else 0.0
+    hi = 1.0 / t_low if t_low > 0 else math.inf
+    # Below target/rest_high the rest is short of its share even at its largest (w = rest_high v), above
+    # target/rest_low it exceeds it even at its smallest (w = rest_low v); in between it can match it.
+    first = target / rest_high if rest_high > 0 else math.inf
+    second = target / rest_low if rest_low > 0 else math.inf
+    base = (s2, -2.0 * c / n, placed / (n * n))
+    pieces = [
+        (lo, min(hi, first), rest_high),
+        (max(lo, first), min(hi, second), None),
+        (max(lo, second), hi, rest_low),
+    ]
+    best = math.inf
+    for left, right, rate in pieces:
+        if left > right:
+            continue
+        a2, a1, a0 = base
+        if rate is not None:  # + (rate v - target)^2 / rest
+            a2, a1, a0 = a2 + rate * rate / rest, a1 - 2.0 * rate * target / rest, a0 + target * target / rest
+        v = -a1 / (2.0 * a2) if a2 > 0 else (left if a1 > 0 else right)
+        v = min(max(v, left), right)
+        if math.isinf(v):
+            continue
+        best = min(best, a2 * v * v + a1 * v + a0)
+    return best - 1e-12
+
+
+def _count_fitting(model: CostModel, order: Sequence[NodeSpec]) -> int:
+    """How many cut sets fit every node of ``order`` (counting, no timing): the paper's candidate points."""
+    q, n = model.q, len(order)
+    counts = {0: 1}
+    for k, node in enumerate(order):
+        new: dict[int, int] = {}
+        for start, count in counts.items():
+            first_end = q if k == n - 1 else start + 1
+            for end in range(first_end, q - (n - 1 - k) + 1):
+                if model.state_bytes(start, end) > node.memory_bytes:
+                    break
+                if model.memory_bytes(start, end) <= node.memory_bytes:
+                    new[end] = new.get(end, 0) + count
+        counts = new
+    return counts.get(q, 0)
 
 
 def _unique_best(items, keep: int):
@@ -190,6 +294,27 @@ def _seeds(model: CostModel, order: Sequence[NodeSpec], top: int):
     Every chain the climb visits is feasible, so the ``top``-th best ``f`` among them bounds the
     true ``top``-th best from above, and pruning with it is safe.
     """
+    q = model.q
+    found = _minmax_chain(model, order)
+    if found is None:
+        return []
+    current = found[1]
+    visited = {current: _chain_f(model, current, order)}
+    while True:
+        for i in range(len(current)):
+            for delta in (-1, 1):
+                moved = current[:i] + (current[i] + delta,) + current[i + 1 :]
+                if moved not in visited and list(moved) == sorted(set(moved)) and 0 <= moved[0] and moved[-1] <= q - 2:
+                    visited[moved] = _chain_f(model, moved, order)
+        step = min((f, cuts) for cuts, f in visited.items() if f is not None)
+        if step[1] == current:
+            break
+        current = step[1]
+    return _unique_best([(f, cuts, tuple(order)) for cuts, f in visited.items() if f is not None], top * 2)
+
+
+def _minmax_chain(model: CostModel, order: Sequence[NodeSpec]) -> tuple[float, tuple[int, ...]] | None:
+    """(busiest node's ms, cuts) of the fitting chain on ``order`` whose busiest node is least busy, or None."""
     n, q = len(order), model.q
     best: dict[int, tuple[float, tuple[int, ...]]] = {0: (0.0, ())}
     for k, node in enumerate(order):
@@ -206,21 +331,7 @@ def _seeds(model: CostModel, order: Sequence[NodeSpec], top: int):
                 if end not in new or value < new[end]:
                     new[end] = value
         best = new
-    if q not in best:
-        return []
-    current = best[q][1]
-    visited = {current: _chain_f(model, current, order)}
-    while True:
-        for i in range(len(current)):
-            for delta in (-1, 1):
-                moved = current[:i] + (current[i] + delta,) + current[i + 1 :]
-                if moved not in visited and list(moved) == sorted(set(moved)) and 0 <= moved[0] and moved[-1] <= q - 2:
-                    visited[moved] = _chain_f(model, moved, order)
-        step = min((f, cuts) for cuts, f in visited.items() if f is not None)
-        if step[1] == current:
-            break
-        current = step[1]
-    return _unique_best([(f, cuts, tuple(order)) for cuts, f in visited.items() if f is not None], top * 2)
+    return best.get(q)
 
 
 def _chain_f(model: CostModel, cuts: tuple[int, ...], order: Sequence[NodeSpec]) -> float | None:
@@ -245,7 +356,9 @@ def _check(model: CostModel, nodes: Sequence[NodeSpec], partitions: int) -> None
     if partitions > model.q:
         raise PartitionError(f"{partitions} partitions need at least {partitions} layers; the profile has {model.q}")
     if partitions > len(nodes):
-        raise PartitionError(f"{partitions} partitions need {partitions} nodes; only {len(nodes)} given")
+        fewest = smallest_partitions(model, nodes)
+        hint = f"; use at most {len(nodes)} (the fewest that fit memory: {fewest})" if fewest else ""
+        raise PartitionError(f"{partitions} partitions need {partitions} nodes; only {len(nodes)} given{hint}")
 
 
 def _search_order(model: CostModel, order: Sequence[NodeSpec], depth: int, threshold: float):

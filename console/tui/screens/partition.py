@@ -1,4 +1,5 @@
-"""The profile & partition screen: per-layer time and memory, CWB candidates with E, cut points, replica plan."""
+"""The profile & partition screen: per-layer time and memory, CWB candidates with E, cut points, replica plan,
+and the fastest simulated plan beside the baselines, any of which the operator can launch."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from textual.worker import get_current_worker
 from console.tui import format as fmt
 from console.tui.messages import FleetChanged, PlanChanged
 from console.tui.partition_plan import PartitionPlan, plan_partitions
+from console.tui.training_run import TrainRequest
 from console.tui.widgets.layer_strip import LayerStrip, stage_colour
 from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
-from engine.cwb.plan import Candidate
+from engine.cwb.fastest import PlanOption
+from engine.cwb.plan import ACCOUNTINGS, Candidate
 from engine.cwb.units import format_bytes
 from engine.errors import PartitionError
 
@@ -54,6 +57,8 @@ class PartitionScreen(Screen):
         Binding("plus,equals_sign", "partitions(1)", "+stage"),
         Binding("minus", "partitions(-1)", "-stage"),
         Binding("a", "automatic", "Auto stages", show=False),
+        Binding("m", "accounting", "Memory count"),
+        Binding("l", "launch", "Launch plan"),
     ]
 
     def __init__(self) -> None:
@@ -62,6 +67,8 @@ class PartitionScreen(Screen):
         self.plan: PartitionPlan | None = None
         self.problem: str | None = None
         self._planned: set[str] = set()
+        self.accounting: str | None = None
+        """``exact`` or ``paper``; None follows the cluster's (``m`` switches)."""
 
     def compose(self) -> ComposeResult:
         yield TopBar("profile")
@@ -69,12 +76,16 @@ class PartitionScreen(Screen):
         yield LayerStrip(id="layer-strip")
         yield DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
         yield Static(id="replicas")
+        yield DataTable(id="plans", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#candidates", DataTable)
         for column in ("#", "cut after", "busy ms per stage", "T ms", "GB", "mem", "E"):
             table.add_column(column)
+        plans = self.query_one("#plans", DataTable)
+        for column in ("plan", "cut after", "replicas", "chains", "next hop", "ms/it", "fits"):
+            plans.add_column(column)
         self.set_interval(1.0, self._show_header)
         self.replan()
 
@@ -97,12 +108,16 @@ class PartitionScreen(Screen):
         if slot.profile is None:
             self._show(None, None)
             return
-        self._search(slot.profile, slot.origin, nodes, self.partitions)
+        self._search(slot.profile, slot.origin, nodes, self.partitions, self.current_accounting())
+
+    def current_accounting(self) -> str:
+        """The operator's choice, else the cluster's, else exact."""
+        return self.accounting or getattr(self.app.backend, "memory_accounting", None) or "exact"
 
     @work(thread=True, exclusive=True, group="partition-search")
-    def _search(self, profile, origin, nodes, partitions) -> None:
+    def _search(self, profile, origin, nodes, partitions, accounting) -> None:
         try:
-            plan, problem = plan_partitions(profile, origin, nodes, partitions), None
+            plan, problem = plan_partitions(profile, origin, nodes, partitions, accounting=accounting), None
         except PartitionError as exc:
             plan, problem = None, str(exc)
         if not get_current_worker().is_cancelled:
@@ -112,6 +127,7 @@ class PartitionScreen(Screen):
         self.plan, self.problem = plan, problem
         table = self.query_one("#candidates", DataTable)
         table.clear()
+        self._show_plans(plan)
         profile = self.app.profile_slot.profile
         if plan is None:
             self.query_one(LayerStrip).show(profile, None)
@@ -123,7 +139,28 @@ class PartitionScreen(Screen):
         self._draw_candidate(plan.result.best)
         self._show_header()
 
+    def plan_options(self) -> list[PlanOption]:
+        """The recommended plan, then the baselines, as the plans table lists them."""
+        recommendation = self.plan.recommendation if self.plan is not None else None
+        if recommendation is None:
+            return []
+        return [recommendation.recommended, *recommendation.baselines]
+
+    def _show_plans(self, plan: PartitionPlan | None) -> None:
+        plans = self.query_one("#plans", DataTable)
+        plans.clear()
+        if plan is None:
+            return
+        for index, option in enumerate(self.plan_options()):
+            name = Text("★ fastest", style="bold green") if index == 0 else option.method
+            ms = "—" if option.predicted_iteration_ms is None else f"{option.predicted_iteration_ms:.0f}"
+            plans.add_row(name, ", ".join(option.cut_names) or "—", "/".join(map(str, option.replicas)), option.mode,
+                          option.policy.replace("_", " ") if option.mode == "dynamic" else "—", ms,
+                          Text("yes", style="green") if option.fits else Text("no", style="red"), key=str(index))
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "candidates":
+            return
         if self.plan is not None and event.row_key is not None and event.row_key.value is not None:
             self._draw_candidate(self.plan.result.candidates[int(event.row_key.value)])
 
@@ -176,7 +213,8 @@ class PartitionScreen(Screen):
         if plan is not None:
             why = "fewest that fit memory" if plan.automatic else "chosen"
             out.append(f"\n {plan.partitions} stage(s) ({why}) over {len(self._planned)} nodes · "
-                       f"{plan.result.feasible_count} cut sets fit · best E {e_text(plan.result.best)}", style="dim")
+                       f"{plan.result.feasible_count} cut sets fit · best E {e_text(plan.result.best)} · "
+                       f"memory counted {plan.accounting} (m)", style="dim")
         self.query_one("#plan-header", Readout).show(out)
 
     def action_reference(self) -> None:
@@ -196,6 +234,27 @@ class PartitionScreen(Screen):
         current = self.plan.partitions if self.plan is not None else (self.partitions or 1)
         self.partitions = max(1, current + step)
         self.replan()
+
+    def action_accounting(self) -> None:
+        """Switch between the exact memory count and the paper's (every layer's input and output)."""
+        current = self.current_accounting()
+        self.accounting = ACCOUNTINGS[(ACCOUNTINGS.index(current) + 1) % len(ACCOUNTINGS)]
+        self.replan()
+
+    def action_launch(self) -> None:
+        """Train the plan highlighted in the plans table (the fastest when none is)."""
+        options = self.plan_options()
+        if not options:
+            self.app.notify("no runnable plan to launch", severity="warning")
+            return
+        row = self.query_one("#plans", DataTable).cursor_row
+        option = options[row if 0 <= row < len(options) else 0]
+        if not option.fits:
+            self.app.notify(f"the {option.method} plan does not fit the nodes' memory", severity="error")
+            return
+        self.app.start_training(TrainRequest(
+            mode=option.mode, policy=option.policy.replace("_", "-"), cut_after=option.cut_names,
+            replicas=option.replicas if option.mode == "dynamic" else (), memory_accounting=self.plan.accounting))
 
     def action_automatic(self) -> None:
         """Back to the fewest stages that fit memory."""

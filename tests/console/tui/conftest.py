@@ -55,7 +55,7 @@ def _emulated_cluster(tmp_path_factory) -> Iterator[Path]:
         for key, value in env.items():
             patch.setenv(key, value)
         patch.delenv("LITESRL_SECRET", raising=False)
-        up(CLUSTER_NODES, time_scale=0.05, memory_per_node="1.5GB")
+        up(CLUSTER_NODES, time_scale=0.05, memory_per_node="1.5GB", memory_accounting="exact")
         try:
             yield _cluster_home
         finally:

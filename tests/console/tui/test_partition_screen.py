@@ -48,6 +48,17 @@ async def test_reference_profile_is_cut_where_cwb_says_with_a_replica_plan(clust
         assert table.row_count == 0 and strip.candidate is None
         await pilot.press("a")
         await wait_for(pilot, lambda: screen.plan is not None and screen.plan.partitions == 3)
+        # The fastest simulated plan and the baselines sit side by side, ready to launch.
+        plans = screen.query_one("#plans", DataTable)
+        options = screen.plan_options()
+        assert plans.row_count == len(options) == 1 + len(screen.plan.recommendation.baselines)
+        assert options[0].fits and all(options[0].predicted_iteration_ms <= o.predicted_iteration_ms
+                                       for o in options[1:] if o.fits and o.predicted_iteration_ms)
+        await pilot.press("m")  # the paper's memory count: 7.6 GB cannot be cut into 3 stages of 1.5 GB
+        await wait_for(pilot, lambda: screen.problem is not None or (screen.plan and screen.plan.accounting == "paper"))
+        assert screen.current_accounting() == "paper"
+        await pilot.press("m")
+        await wait_for(pilot, lambda: screen.plan is not None and screen.plan.accounting == "exact")
 
 
 @pytest.mark.slow

@@ -105,3 +105,23 @@ def test_bad_settings(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ProfileError, match="profile not found"):
         load_profile(tmp_path / "nope.json")
+
+
+def test_data_ms_and_paper_bytes_round_trip_and_old_files_load(tmp_path):
+    layer = LayerProfile("stem", 1.0, 2.0, 4, 4, 4, 8, 16, paper_bytes=99)
+    profile = Profile(settings=paper_like_profile().settings, layers=(layer,), data_ms=12.5)
+    loaded = load_profile(save_profile(profile, tmp_path / "p.json"))
+    assert loaded.data_ms == 12.5 and loaded.layers[0].paper_bytes == 99 and loaded.total_paper_bytes == 99
+    old = _document()  # written before both fields: no data_ms, no paper_bytes
+    old.pop("data_ms")
+    loaded = load_profile(_write(tmp_path, old))
+    assert loaded.data_ms == 0.0 and not loaded.has_paper_bytes and loaded.total_paper_bytes is None
+    assert loaded.scaled(2.0).data_ms == 0.0
+
+
+@pytest.mark.parametrize("value", [-1.0, "fast", float("inf")])
+def test_bad_data_ms_is_refused(tmp_path, value):
+    document = _document()
+    document["data_ms"] = value
+    with pytest.raises(ProfileError, match="data_ms"):
+        load_profile(_write(tmp_path, json.dumps(document, allow_nan=True)))

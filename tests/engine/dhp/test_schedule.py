@@ -447,7 +447,7 @@ def test_a_reserved_batch_starts_on_its_node_next_and_counts_as_handed_out():
     d = Driver(s)
     d.holding = {"n1": n1.chain, "n4": n1.chain, "n2": starts[1].chain, "n3": starts[2].chain}
     d.actions = [("forward", n1.chain, "n4"), ("forward", starts[1].chain, "n2"), ("forward", starts[2].chain, "n3")]
-    while s.in_flight and not s.reserved == {}:
+    while s.in_flight and s.reserved:
         d.step()
         assert not s.drained or not s.reserved  # never drained while a reserved batch waits
     assert "n1" in d.holding and s.chain_info(d.holding["n1"]).batch == 3  # n1 was admitted with its batch
