@@ -166,7 +166,7 @@ def report(runs: list[dict], random_accs: list[float], args: argparse.Namespace,
         gap = 100 * (single_mean - statistics.mean(run["accs"]))
         above = sum(a > r for a, r in zip(run["accs"], random_accs))
         ok = gap <= 1.5 and above >= max(1, len(random_accs) - 1)
-        verdict.append(f"- {run['label']}: {'met' if ok else 'not met'} ({gap:+.1f} points below single process, "
+        verdict.append(f"- {run['label']}: {'met' if ok else 'not met'} ({-gap:+.1f} points against the single process, "
                        f"above random init on {above} of {len(random_accs)} splits)")
     return "\n".join(lines + ["Target: within 1.5 points of the single process and above random init on at least 4 of 5 "
                               "splits.", ""] + verdict + [""])

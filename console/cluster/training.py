@@ -158,8 +158,8 @@ def planning_budget(reported: int, inventory: int | None, info: dict) -> int:
 def _settings(job: TrainJob, profile, session: ClusterSession):
     from engine.dhp.batches import DataSettings
     from engine.dhp.settings import RunSettings
-    from engine.optim import OptimConfig
     from engine.model import ModelConfig
+    from engine.optim import OptimConfig
 
     emulated = session.time_scale is not None
     batch = job.batch_size or (EMULATED_BATCH if emulated else profile.settings.batch_size)

@@ -466,3 +466,24 @@ def test_a_lost_node_gives_its_reserved_batch_back():
     later = ChainScheduler(PAPER, iterations=10)
     later.admit()
     assert later.reserve("n2") == 3
+
+
+def test_a_replanned_run_ends_at_its_new_total_and_keeps_its_averaging_boundaries():
+    s = ChainScheduler(PAPER, iterations=100, average_every=10)
+    d = Driver(s)
+    d.admit()
+    s.begin_drain()  # a time budget wants a new plan: drain, then re-plan
+    while d.actions:
+        d.step()
+    assert s.drained and s.completed == 3
+    with pytest.raises(ScheduleError, match="3 were handed out"):
+        s.replan(2)
+    s.replan(14)
+    s.end_drain()
+    d.admit()
+    while d.actions:
+        d.step()
+    assert s.completed == 10 and s.drained and not s.finished  # the boundary at 10 still holds
+    s.end_drain()
+    d.run()
+    assert s.completed == 14 and s.finished and sorted(d.completed) == list(range(14))
