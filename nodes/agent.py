@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_OPS = frozenset({Op.ASSIGN, Op.START, Op.NEXT_HOP, Op.ABORT, Op.GET_PARAMS, Op.SET_PARAMS,
                          Op.TELEMETRY, Op.SHUTDOWN})
+MIN_CHAINS, MAX_CHAINS = 16, 256
 PEER_LIMITS = FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=16 * MiB)
 """What a peer may send before this node has a stage (then: the stage's cut buffers)."""
 
@@ -400,16 +401,20 @@ def _reply_to(message: Message) -> tuple[str, int, str]:
 def _stage_bounds(memory: StageMemory | None, budget: int) -> tuple[FrameLimits, int]:
     """Per-frame limits for peers and the most chains held at once, for a stage of ``memory`` on ``budget``.
 
-    A peer frame carries one activation or gradient, within the stage's cut buffers (2 x in + 2 x out);
-    each chain held keeps its activations and a cut buffer, and what the weights leave of the budget
-    bounds how many may be held.
+    A peer frame carries one activation or gradient, within the stage's cut buffers (2 x in + 2 x out, at
+    the profile's batch; 4x that leaves room for a run at a larger batch or image size) and never more
+    than the budget. Each chain held keeps its activations and a cut buffer, and what the weights leave
+    of the budget bounds how many may be held: at most :data:`MAX_CHAINS`, and at least
+    :data:`MIN_CHAINS`, a floor so that a profile measured at a larger batch than the run's cannot
+    starve a node of chains.
     """
     if memory is None:
         return FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=min(GiB, budget)), 64
-    payload = min(budget, max(memory.buffers, 16 * MiB))
+    payload = min(budget, max(4 * memory.buffers, 64 * MiB))
     per_chain = max(1, memory.activations + memory.buffers // 2)
     headroom = budget - memory.weights - memory.gradients - memory.optimizer
-    return FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=payload), int(min(256, max(2, headroom // per_chain)))
+    chains = int(min(MAX_CHAINS, max(MIN_CHAINS, headroom // per_chain)))
+    return FrameLimits(max_header_bytes=64 * 1024, max_payload_bytes=payload), chains
 
 
 def default_memory_budget() -> int:

@@ -43,8 +43,8 @@ def pretrain(
 ) -> None:
     """Pretrain an encoder without labels (SGD 0.9, wd 1e-4, cosine; paper 4.3)."""
     from engine.augment import AugmentConfig
-    from engine.io import read_jsonl
     from engine.device import set_threads
+    from engine.io import read_jsonl
     from engine.model import ModelConfig
     from engine.plots import loss_curve
     from engine.pretrain import CHECKPOINT_NAME, PretrainConfig, Pretrainer, RunOptions

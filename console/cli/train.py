@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -132,6 +133,24 @@ def _replicas(text: str | None) -> tuple[int, ...]:
     return counts
 
 
+FINISH_GRACE = 60.0
+"""Seconds ``litesrl train`` may take after the run finished (its checkpoint is written by then) to close
+its links and report; a task or thread that does not let go cannot keep the process alive longer."""
+
+
+def exit_if_stuck(code: int, grace: float = FINISH_GRACE) -> None:
+    """Arm a daemon timer that ends the process with ``code`` if it is still alive ``grace`` s from now."""
+
+    def give_up() -> None:
+        sys.stderr.write(f"litesrl train: still closing {grace:g} s after the run finished; exiting\n")
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(grace, give_up)
+    timer.daemon = True
+    timer.start()
+
+
 class _Live:
     """The plan and the live progress bar, fed by the coordinator's events."""
 
@@ -190,6 +209,8 @@ class _Live:
             self._task = self._progress.add_task("training", total=self.iterations, info="assigning stages")
 
     def event(self, event) -> None:
+        if event.TYPE == "run_finished":
+            exit_if_stuck(1 if event.reason else 0)
         if self._progress is None or self._task is None:
             return
         kind = event.TYPE

@@ -5,6 +5,8 @@ sockets between nodes. A :class:`Connection` wraps one non-blocking TCP socket (
 :meth:`Connection.send` hands the socket a memoryview of each contiguous CPU tensor (no ``tobytes()``,
 no header+payload concatenation for large frames) and :meth:`Connection.recv` reads with ``recv_into``
 straight into the memory of the tensors it returns (preallocated ones from ``into=`` when they match).
+Once the handshake has set session keys (:meth:`Connection.protect`), every frame also carries its MAC
+tags, or is sealed, per :mod:`nodes.wire.guard`, still without copying a payload to hash it.
 """
 
 from __future__ import annotations
