@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,11 +19,13 @@ from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.data.folder import ImageSet
 from engine.data.images import Modality
 from engine.device import resolve_device
+from engine.distributed import DistContext, broadcast_int, data_parallel, shard
 from engine.errors import CheckpointError, ConfigError
 from engine.io import atomic_write_text, read_jsonl
 from engine.loss import collapse_indicator
 from engine.model import LiteSRL, ModelConfig, build_model
 from engine.optim import OptimConfig, build_optimizer, set_learning_rates
+from engine.precision import MixedPrecision
 from engine.schedule import BudgetPlanner
 from engine.views import TwoViewBatches, view_loader
 
@@ -125,6 +128,12 @@ class RunOptions:
     time_budget: float | None = None
     """Wall-clock seconds; if set, ``steps`` is re-planned after the first steps so that the run,
     including its full cosine decay, ends within the budget."""
+    precision: str = "fp32"
+    """``fp32``, ``bf16`` (autocast; CPUs and GPUs) or ``fp16`` (autocast + gradient scaler; GPUs)."""
+    dist: DistContext | None = None
+    """Set under torchrun: this process trains its share of every batch with DistributedDataParallel."""
+    sync_bn: bool = False
+    """Under torchrun, normalise with the global batch's BatchNorm statistics (``GlobalBatchNorm``)."""
 
 
 def normalisation(images: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,14 +153,29 @@ class Pretrainer:
         self.options = options
         self.device = resolve_device(options.device)
         torch.manual_seed(config.seed)
-        self.model: LiteSRL = build_model(config.model).to(self.device)
+        self.model: LiteSRL = self.build_model().to(self.device)
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.network: torch.nn.Module = self.model
+        """What a step runs: the model, or its DistributedDataParallel wrapper under torchrun."""
+        if options.dist:
+            self.network = data_parallel(self.model, options.dist, self.device, config.batch_size, options.sync_bn)
         self.optimizer = build_optimizer(self.model, config.optim)
+        self.precision = MixedPrecision(options.precision, self.device)
         self.mean, self.std = normalisation(images)
         self.step = 0
         self.elapsed = 0.0
         self._budget = BudgetPlanner(options.time_budget, config.warmup_steps) if options.time_budget is not None else None
+
+    kind = "pretrain"
+    """The checkpoint's ``kind``; subclasses that train other models (engine.baselines) name theirs."""
+
+    def build_model(self) -> LiteSRL:
+        """The model this run trains: Lite-SRL or the SimSiam configuration, per ``config.model``."""
+        return build_model(self.config.model)
+
+    def after_step(self) -> None:
+        """Called after every optimiser step; momentum-encoder methods update their targets here."""
 
     @property
     def checkpoint_path(self) -> Path:
@@ -169,11 +193,14 @@ class Pretrainer:
         self.mean, self.std = data["normalisation"]["mean"], data["normalisation"]["std"]
         self.step = int(data["step"])
         self.elapsed = float(data.get("elapsed_seconds", 0.0))
+        self.precision.load_state_dict(data.get("grad_scaler", {}))
         _truncate_metrics(self.options.out_dir / METRICS_NAME, self.step)
 
     def save(self) -> Path:
+        if self.options.dist and not self.options.dist.is_main:
+            return self.checkpoint_path
         return save_checkpoint(self.checkpoint_path, {
-            "kind": "pretrain",
+            "kind": self.kind,
             "model_config": self.config.model.to_dict(),
             "pretrain_config": self.config.to_dict(),
             "model": self.model.state_dict(),
@@ -181,13 +208,16 @@ class Pretrainer:
             "normalisation": {"mean": self.mean, "std": self.std},
             "step": self.step,
             "elapsed_seconds": self.elapsed,
+            "grad_scaler": self.precision.state_dict(),
         })
 
     def run(self, on_step: Callable[[StepMetrics, int], None] | None = None) -> list[StepMetrics]:
         """Train until ``config.steps``; ``on_step(metrics, total_steps)`` is called after every step."""
         options = self.options
+        main = options.dist is None or options.dist.is_main
         options.out_dir.mkdir(parents=True, exist_ok=True)
-        (options.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        if main:
+            (options.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         transform = build_view_transform(self.config.modality, self.config.augment, self.mean, self.std)
         # Under a time budget the step count is re-planned while the loader runs, so the loader is
         # given no end of its own; the loop stops at ``config.steps``.
@@ -197,7 +227,7 @@ class Pretrainer:
         self.model.train()
         per_epoch = len(self.images) // self.config.batch_size
         started = time.perf_counter() - self.elapsed
-        with open(options.out_dir / METRICS_NAME, "a", encoding="utf-8") as metrics_file:
+        with open(options.out_dir / METRICS_NAME if main else os.devnull, "a", encoding="utf-8") as metrics_file:
             try:
                 for views in view_loader(batches, options.workers):
                     if self.step >= self.config.steps:
@@ -232,13 +262,16 @@ class Pretrainer:
 
     def _train_step(self, views: torch.Tensor) -> tuple[float, float, float]:
         views = views.to(self.device, non_blocking=True)
+        if self.options.dist:
+            views = shard(views, self.options.dist)
         if self.options.channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
         lr = set_learning_rates(self.optimizer, self.config.optim, self.step)
-        out = self.model(views)  # sequential form: both views in one (2B, C, S, S) batch
+        with self.precision.autocast():
+            out = self.network(views)  # sequential form: both views in one (2B, C, S, S) batch
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        self.optimizer.step()
+        self.precision.backward_step(out.loss, self.optimizer)
+        self.after_step()
         return out.loss.item(), collapse_indicator(out.e), lr
 
     def _replan_for_budget(self) -> None:
@@ -247,6 +280,8 @@ class Pretrainer:
             return
         total = self._budget.replan(self.step, self.elapsed, self.config.steps)
         if total is not None:
+            if self.options.dist:
+                total = broadcast_int(total)  # every rank must stop at the same step
             log.info("time budget %.0f s after %d steps in %.0f s: planning %d steps",
                      self._budget.budget_s, self.step, self.elapsed, total)
             self.config = replace(self.config, steps=total)

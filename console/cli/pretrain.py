@@ -38,6 +38,8 @@ def pretrain(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (autocast, CPU or GPU) or fp16 (autocast + grad scaler, GPU only).")] = "fp32",
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch, not each process's share.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail instead of skipping unreadable images.")] = False,
 ) -> None:
@@ -45,6 +47,7 @@ def pretrain(
     from engine.augment import AugmentConfig
     from engine.device import set_threads
     from engine.io import read_jsonl
+    from engine.distributed import init_from_environment
     from engine.model import ModelConfig
     from engine.plots import loss_curve
     from engine.pretrain import CHECKPOINT_NAME, PretrainConfig, Pretrainer, RunOptions
@@ -61,6 +64,9 @@ def pretrain(
     if resume and not checkpoint.exists():
         raise ConsoleError(f"nothing to resume: {checkpoint} does not exist")
     set_threads(threads)
+    dist, device = init_from_environment(device)  # under torchrun: join the job (gloo on CPUs, NCCL on GPUs)
+    if dist and not dist.is_main:
+        console.quiet = True  # rank 0 speaks for the job
     load = load_size or int(image_size * 1.5)
     images = load_dataset(data, modality, load, labelled=False, strict=strict)
     per_epoch = len(images) // batch_size
@@ -73,7 +79,7 @@ def pretrain(
         batch_size=batch_size, steps=total, base_lr=lr, warmup_steps=warmup_steps, seed=seed,
     )
     options = RunOptions(out_dir=out, device=device, workers=workers, checkpoint_every=checkpoint_every,
-                         time_budget=parse_duration(budget) if budget else None)
+                         time_budget=parse_duration(budget) if budget else None, precision=precision, dist=dist, sync_bn=sync_bn)
     trainer = Pretrainer(config, images, options)
     if resume:
         trainer.resume()
@@ -87,6 +93,12 @@ def pretrain(
                             info=f"loss {metrics.loss:+.4f}  std {metrics.collapse_std:.3f}  {metrics.images_per_second:.0f} img/s")
 
         trainer.run(on_step)
+    if dist:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+        if not dist.is_main:
+            return
     history = read_jsonl(out / "metrics.jsonl")
     loss_curve([h["step"] for h in history], [h["loss"] for h in history], [h["collapse_std"] for h in history], out / "loss.png")
     table = Table(title=f"pretraining finished: {out}")

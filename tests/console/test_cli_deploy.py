@@ -30,6 +30,7 @@ def folders(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # minutes on a loaded 2-core machine
 def test_protocol_tables_and_bad_fractions(folders, tmp_path):
     result = run("eval", "--data", folders / "train", "--checkpoint", folders / "run" / "checkpoint.pt", "--train-fraction", "0.25,0.5",
                  "--seeds", 2, "--knn", 3, "--out", tmp_path, "--json")
@@ -48,6 +49,7 @@ def test_protocol_tables_and_bad_fractions(folders, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # minutes on a loaded 2-core machine
 def test_saved_classifier_predicts_what_eval_scored_and_exports(folders, tmp_path):
     classifier_path = tmp_path / "classifier.pt"
     result = run("eval", "--data", folders / "train", "--test-data", folders / "test", "--checkpoint", folders / "run" / "checkpoint.pt",
