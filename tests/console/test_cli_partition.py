@@ -144,3 +144,10 @@ def test_paper_accounting_on_the_reference_profile_gives_the_papers_cut():
     best = data["methods"]["cwb"]["best"]
     assert best["cut_after"] == ["maxpool", "layer1_1"] and data["methods"]["cwb"]["feasible_count"] == 2
     assert [round(s["compute_ms"]) for s in best["stages"]] == [1037, 1142, 922]  # Table 5
+    recommended = data["recommended"]  # the fastest simulated plan, and the baselines beside it
+    assert recommended["cut_after"] == ["maxpool", "layer1_1"] and recommended["replicas"] == [3, 2, 1]
+    assert recommended["mode"] == "dynamic" and recommended["policy"] in ("first_free", "earliest_finish")
+    methods = {(b["method"], b["mode"]) for b in data["baselines"]}
+    assert {("paper", "fixed"), ("paper", "dynamic"), ("pipedream", "fixed"), ("gpipe", "fixed")} <= methods
+    assert all(recommended["predicted_iteration_ms"] <= b["predicted_iteration_ms"]
+               for b in data["baselines"] if b["fits"])

@@ -56,7 +56,8 @@ def test_up_refuses_an_unknown_profile_before_starting_anything():
 
 
 def test_up_train_status_down_leaves_nothing_running(tmp_path):
-    up = litesrl("cluster", "up", "--nodes", "3", "--time-scale", "0.05", "--memory-per-node", "2GB", "--json")
+    up = litesrl("cluster", "up", "--nodes", "3", "--time-scale", "0.05", "--memory-per-node", "2GB",
+                 "--memory-accounting", "exact", "--json")
     assert up.returncode == 0, up.stderr
     state = json.loads(up.stdout)
     pids = [agent["pid"] for agent in state["agents"]]
