@@ -183,6 +183,8 @@ def main() -> None:
              "| engine | ms per mini-batch | above compute only |", "|---|---:|---:|"]
     for name, ms in rows.items():
         lines.append(f"| {name} | {ms:.1f} | {ms - compute:+.1f} |")
+    lines += ["", "On a loaded machine three processes get more CPU time than one, so 'compute only' is no floor there; "
+              "compare the engines with each other."]
     body = "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:
