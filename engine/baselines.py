@@ -40,8 +40,14 @@ class Baseline(nn.Module):
         super().__init__()
         _lightly()
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss, SwaVLoss
-        from lightly.models.modules import (BYOLPredictionHead, BYOLProjectionHead, MoCoProjectionHead, SimCLRProjectionHead,
-                                            SwaVProjectionHead, SwaVPrototypes)
+        from lightly.models.modules import (
+            BYOLPredictionHead,
+            BYOLProjectionHead,
+            MoCoProjectionHead,
+            SimCLRProjectionHead,
+            SwaVProjectionHead,
+            SwaVPrototypes,
+        )
 
         if method not in METHODS:
             raise ConfigError(f"unknown baseline {method!r}; choose {', '.join(METHODS)}")

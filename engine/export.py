@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from engine.checkpoint import load_checkpoint
-from engine.classifier import KIND as CLASSIFIER, load_classifier
+from engine.classifier import KIND as CLASSIFIER
+from engine.classifier import load_classifier
 from engine.errors import ConfigError
 from engine.evaluate import load_backbone
 from engine.io import atomic_write, atomic_write_json

@@ -12,7 +12,15 @@ from engine.data.folder import ImageSet
 from engine.device import resolve_device
 from engine.errors import ConfigError
 from engine.eval_config import EvalConfig, Progress
-from engine.evaluate import check_channels, check_classes, check_fraction, evaluate, load_backbone, run_module, split
+from engine.evaluate import (
+    check_channels,
+    check_classes,
+    check_fraction,
+    evaluate,
+    load_backbone,
+    run_module,
+    split,
+)
 from engine.model import ModelConfig
 from engine.probe import fit_linear, knn_predict
 
