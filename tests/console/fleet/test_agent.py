@@ -18,10 +18,13 @@ from console.fleet.agent import AGENT_ENV, STALE_SETTINGS, agent_command, agent_
 from console.fleet.fleet import Fleet
 from console.fleet.inventory import load_inventory
 from console.fleet.remote import RemoteLayout
+from nodes.wire.keys import node_credential_text
 
 pytestmark = pytest.mark.ssh
 
 SECRET = b"0123456789abcdef0123456789abcdef"
+CREDENTIAL = (node_credential_text(SECRET, "n1") + "\n").encode()
+"""What `start` leaves on board n1: its node credential, never the cluster secret."""
 SLEEPER = [sys.executable, "-c", "import time; print('agent up', flush=True); time.sleep(600)"]
 STUBBORN = [sys.executable, "-c",
             "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring TERM', flush=True); time.sleep(600)"]
@@ -65,7 +68,7 @@ async def test_start_detaches_survives_disconnect_and_stops(sshd, trusted, tmp_p
     assert process.environ()[AGENT_ENV] == "n1"
     assert os.getsid(pid) == pid, "the agent must lead its own session (setsid)"
     secret_file = tmp_path / "node-n1" / "cluster.secret"
-    assert secret_file.read_bytes() == SECRET + b"\n"
+    assert secret_file.read_bytes() == CREDENTIAL
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert int((tmp_path / "node-n1" / "agent-n1.pid").read_text()) == pid
     assert layout.output_file.endswith("agent-n1.out")
@@ -157,13 +160,13 @@ async def test_start_on_an_agent_with_other_settings_says_so_and_restart_applies
         [rekeyed] = await fleet.each(lambda conn: start_agent(conn, new_secret, SLEEPER))
         assert rekeyed.value.action == STALE_SETTINGS
         # The running agent keeps the secret it started with, and so does the file it reads.
-        assert (tmp_path / "node-n1" / "cluster.secret").read_bytes() == SECRET + b"\n"
+        assert (tmp_path / "node-n1" / "cluster.secret").read_bytes() == CREDENTIAL
         [restarted] = await fleet.each(lambda conn: start_agent(conn, new_secret, other, restart=True))
         reap.append(restarted.value.pid)
         assert restarted.value.action == "restarted" and restarted.value.pid != started.value.pid
         assert gone(started.value.pid)
         assert psutil.Process(restarted.value.pid).cmdline()[-2:] == ["--port", "7799"]
-        assert (tmp_path / "node-n1" / "cluster.secret").read_bytes() == new_secret + b"\n"
+        assert (tmp_path / "node-n1" / "cluster.secret").read_bytes() == (node_credential_text(new_secret, "n1") + "\n").encode()
         await fleet.each(lambda conn: stop_agent(conn, timeout=5))
 
 
