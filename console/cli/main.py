@@ -57,6 +57,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: a hung run explains itself
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+    importlib.import_module("console.cli.train").enable_exit_watchdog()
     try:
         app()
     except ConsoleError as exc:

@@ -138,6 +138,17 @@ FINISH_GRACE = 60.0
 its links and report; a task or thread that does not let go cannot keep the process alive longer."""
 
 
+_process_entry = False
+"""True once ``litesrl``'s process entry point runs: only a whole ``litesrl`` process may end itself;
+the command invoked in-process (typer's CliRunner in tests, an embedding program) never arms the timer."""
+
+
+def enable_exit_watchdog() -> None:
+    """Let a finished run end this process if it does not exit by itself (called by ``console.cli.main.main``)."""
+    global _process_entry
+    _process_entry = True
+
+
 def exit_if_stuck(code: int, grace: float = FINISH_GRACE) -> None:
     """Arm a daemon timer that ends the process with ``code`` if it is still alive ``grace`` s from now."""
 
@@ -209,7 +220,7 @@ class _Live:
             self._task = self._progress.add_task("training", total=self.iterations, info="assigning stages")
 
     def event(self, event) -> None:
-        if event.TYPE == "run_finished":
+        if event.TYPE == "run_finished" and _process_entry:
             exit_if_stuck(1 if event.reason else 0)
         if self._progress is None or self._task is None:
             return

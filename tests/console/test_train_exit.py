@@ -23,3 +23,20 @@ def test_a_thread_that_never_ends_cannot_keep_a_finished_train_alive():
     assert result.returncode == 3
     assert "still closing 0.5 s after the run finished; exiting" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_only_the_litesrl_process_arms_the_exit_timer(monkeypatch):
+    # Run in-process (typer's CliRunner, as the first-run test does), a finished run must never end the host.
+    from types import SimpleNamespace
+
+    import console.cli.train as train_cli
+
+    armed: list[int] = []
+    monkeypatch.setattr(train_cli, "exit_if_stuck", lambda code, grace=0.0: armed.append(code))
+    monkeypatch.setattr(train_cli, "_process_entry", False)
+    live = train_cli._Live(10, quiet=True)
+    live.event(SimpleNamespace(TYPE="run_finished", reason=None))
+    assert armed == []
+    train_cli.enable_exit_watchdog()  # what `litesrl`'s entry point does
+    live.event(SimpleNamespace(TYPE="run_finished", reason="a node failed"))
+    assert armed == [1]
