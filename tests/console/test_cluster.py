@@ -92,11 +92,15 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         assert stored["pretrain_config"]["steps"] == 7 and stored["pretrain_config"]["warmup_steps"] == 1
         assert stored["pretrain_config"]["augment"]["rotation"] == "any"
         assert tuple(stored["pretrain_config"]["augment"]["crop_scale"]) == (0.5, 1.0)
-        bad = litesrl("train", "--cluster", "local", "--iterations", "2", "--data", str(tmp_path / "nowhere"),
-                      "--out", str(tmp_path / "bad"))
-        assert bad.returncode == 1 and "Traceback" not in bad.stderr
-        assert re.fullmatch(rf"error: node-\d: data folder {re.escape(str(tmp_path / 'nowhere'))} does not exist",
-                            bad.stderr.strip().splitlines()[-1])
+        # A data path is one line naming the node and the path: outside the node's own --data (issue 11: the
+        # wire never chooses what a node reads), or inside it but missing.
+        own = Path(os.environ["XDG_STATE_HOME"]) / "litesrl" / "cluster-data"
+        for path, said in ((tmp_path / "nowhere", rf"node-\d reads data only under its own --data {re.escape(str(own))}; "
+                                                   rf"the run asked for {re.escape(str(tmp_path / 'nowhere'))}"),
+                           (own / "nowhere", rf"data folder {re.escape(str(own / 'nowhere'))} does not exist")):
+            bad = litesrl("train", "--cluster", "local", "--iterations", "2", "--data", str(path), "--out", str(tmp_path / "bad"))
+            assert bad.returncode == 1 and "Traceback" not in bad.stderr
+            assert re.fullmatch(rf"error: node-\d: {said}", bad.stderr.strip().splitlines()[-1]), bad.stderr
 
         shown = litesrl("train", "--cluster", "local", "--iterations", "2", "--partitions", "2", "--out", str(tmp_path / "run"))
         assert shown.returncode == 1 and "already holds a run; add --resume" in shown.stderr
