@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
 from nodes.errors import TelemetryError
-from nodes.telemetry.sample import CpuCore, Memory, Sample, Swap, Temperature, offline_if_impossible
-from nodes.telemetry.source import TelemetrySource, validate_interval
+from nodes.telemetry.sample import (
+    CpuCore,
+    Memory,
+    Sample,
+    Swap,
+    Temperature,
+    offline_if_impossible,
+)
+from nodes.telemetry.source import PolledSource, validate_interval
 
 _KIB_PER_MIB = 1024
 
 
-class ProcSource(TelemetrySource):
+class ProcSource(PolledSource):
     """Samples Linux's own counters: per-core load from /proc/stat, memory from /proc/meminfo,
     clocks from cpufreq and temperatures from the thermal zones; no GPU (tegrastats has that).
 
@@ -28,7 +32,6 @@ class ProcSource(TelemetrySource):
     def __init__(self, interval: float, root: Path = Path("/")) -> None:
         super().__init__(interval)
         self.root = root
-        self._closed = False
         self._previous = self._cpu_times()
 
     @classmethod
@@ -64,22 +67,6 @@ class ProcSource(TelemetrySource):
             temperatures=self._temperatures(),
         )
 
-    async def samples(self) -> AsyncIterator[Sample]:
-        """Yield a reading every interval, on fixed deadlines so a slow reading does not drift the rate."""
-        deadline = time.monotonic()
-        while not self._closed:
-            deadline += self.interval
-            delay = deadline - time.monotonic()
-            if delay < -self.interval:  # stalled (loop blocked): restart the schedule
-                deadline = time.monotonic()
-            await asyncio.sleep(max(delay, 0.0))
-            if self._closed:
-                return
-            yield self.read()
-
-    async def close(self) -> None:
-        """Stop the stream after the current reading."""
-        self._closed = True
 
     def _cpu_times(self) -> dict[str, tuple[int, int]]:
         """``cpuN`` -> (busy, total) jiffies of each online core."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 from nodes.errors import TelemetryError
-from nodes.telemetry.sample import CpuCore, Memory, Sample, Swap, Temperature, offline_if_impossible
-from nodes.telemetry.source import TelemetrySource, validate_interval
+from nodes.telemetry.sample import (
+    CpuCore,
+    Memory,
+    Sample,
+    Swap,
+    Temperature,
+    offline_if_impossible,
+)
+from nodes.telemetry.source import PolledSource, validate_interval
 
 _MIB = 1024 * 1024
 
 
-class PsutilSource(TelemetrySource):
+class PsutilSource(PolledSource):
     """Samples this machine through psutil: per-core load and clock, RAM, swap, temperatures; no GPU.
 
     Each reading is a handful of /proc and /sys reads (well under a millisecond of CPU on Linux,
@@ -27,7 +31,6 @@ class PsutilSource(TelemetrySource):
     def __init__(self, interval: float, psutil_module) -> None:
         super().__init__(interval)
         self._psutil = psutil_module
-        self._closed = False
         self._has_temps = hasattr(psutil_module, "sensors_temperatures")
 
     @classmethod
@@ -59,22 +62,6 @@ class PsutilSource(TelemetrySource):
             temperatures=self._temperatures(),
         )
 
-    async def samples(self) -> AsyncIterator[Sample]:
-        """Yield a reading every interval, on fixed deadlines so a slow reading does not drift the rate."""
-        deadline = time.monotonic()
-        while not self._closed:
-            deadline += self.interval
-            delay = deadline - time.monotonic()
-            if delay < -self.interval:  # stalled (laptop asleep, loop blocked): restart the schedule
-                deadline = time.monotonic()
-            await asyncio.sleep(max(delay, 0.0))
-            if self._closed:
-                return
-            yield self.read()
-
-    async def close(self) -> None:
-        """Stop the stream after the current reading."""
-        self._closed = True
 
     def _core_freqs(self, cores: int) -> list[int | None]:
         try:

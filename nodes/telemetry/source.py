@@ -12,7 +12,9 @@ service take it at start-up.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +47,35 @@ class TelemetrySource(abc.ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+class PolledSource(TelemetrySource):
+    """A source read on demand (psutil, /proc): ``read()`` on fixed deadlines, one per interval."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(interval)
+        self._closed = False
+
+    @abc.abstractmethod
+    def read(self) -> Sample:
+        """One reading now."""
+
+    async def samples(self) -> AsyncIterator[Sample]:
+        """Yield a reading every interval, on fixed deadlines so a slow reading does not drift the rate."""
+        deadline = time.monotonic()
+        while not self._closed:
+            deadline += self.interval
+            delay = deadline - time.monotonic()
+            if delay < -self.interval:  # stalled (laptop asleep, loop blocked): restart the schedule
+                deadline = time.monotonic()
+            await asyncio.sleep(max(delay, 0.0))
+            if self._closed:
+                return
+            yield self.read()
+
+    async def close(self) -> None:
+        """Stop the stream after the current reading."""
+        self._closed = True
 
 
 @dataclass(frozen=True)
