@@ -88,7 +88,7 @@ async def test_a_chain_on_real_images_equals_single_process_pretraining(chain, r
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
-    assert report["encoder"].endswith(f"(step {RECIPE.steps})") and 0.0 <= report["overall_accuracy"] <= 1.0
+    assert report["encoder"].endswith(f"(dhp, step {RECIPE.steps})") and 0.0 <= report["overall_accuracy"] <= 1.0
     assert report["train_images"] + report["test_images"] == 385
 
 
