@@ -37,6 +37,7 @@ from engine.dhp.events import (Averaging, ChainDone, ChainLink, Event, EventLog,
 from engine.dhp.faults import Faults
 from engine.dhp.plan import RunPlan
 from engine.dhp.protocol import Message, NodeLink, Op
+from engine.heap import map_large_blocks
 from engine.dhp.chain_records import Completed, Hop
 from engine.dhp.schedule import ChainScheduler, ScheduleError
 from engine.dhp.settings import RunSettings
@@ -177,6 +178,7 @@ class Coordinator(Faults):
 
     async def run(self, plan: RunPlan, profile: Profile, *, resume: bool = False) -> RunResult:
         """Assign ``plan``'s stages and train until the run's iterations are done or it cannot go on."""
+        map_large_blocks()  # averaging rounds' state dicts would otherwise stay in the heap: RSS in steps
         s = self.settings
         first, elapsed, whole = 0, 0.0, None
         if resume:

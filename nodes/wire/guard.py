@@ -18,8 +18,9 @@ package; a one-time authenticator, safe here because every key is used once) whe
 else HMAC-SHA256 truncated to 16 bytes, from the standard library alone, so a Jetson with only python,
 torch, numpy and pillow runs the agent. Measured on one core of the test machine (BENCHMARKS.md):
 Poly1305 4.7 GB/s, HMAC-SHA256 1.4 GB/s (SHA-NI; Cortex-A78AE has the ARMv8 SHA-256 instructions too),
-keyed BLAKE2b 0.45 GB/s. hashlib releases the GIL, so the sender hashes one slice in a worker thread
-while the socket sends it. In ``encrypt`` mode (untrusted links; needs ``cryptography``) the header and
+keyed BLAKE2b 0.45 GB/s. The transport hashes a payload in the time it would otherwise spend waiting
+on the socket (a full send buffer, an empty receive buffer, the emulated link's schedule), so on a link
+slower than the CPU the MAC adds almost nothing (``benchmarks/transport.py``). In ``encrypt`` mode (untrusted links; needs ``cryptography``) the header and
 each payload chunk of up to :data:`CHUNK_BYTES` are sealed with ChaCha20-Poly1305 (fast without AES
 hardware), nonce = chunk index | seq, the prefix as associated data.
 """
@@ -41,9 +42,7 @@ MODES = ("integrity", "encrypt")
 """Protection modes, weakest first; a connection runs the stronger of what the two sides ask."""
 TAG_BYTES = 16
 CHUNK_BYTES = 4 * 1024 * 1024
-"""Payload unit of the MAC's worker-thread steps and of encryption (each chunk carries its own tag)."""
-OFFLOAD_BYTES = 256 * 1024
-"""Smaller pieces are hashed inline: a thread hop costs more than hashing them."""
+"""Payload unit of encryption (each chunk carries its own tag, sealed in the worker thread)."""
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -108,9 +107,6 @@ class MacFrame:
         self._payload = _tagger(mac, hmac.digest(key, b"p" + number, "sha256"))
         self._header.update(prefix)
         self._payload.update(prefix)
-        self.threaded = mac == "hmac-sha256"
-        """Whether hashing a slice in the MAC thread overlaps the socket work (hashlib releases the GIL;
-        Poly1305, three times faster, runs inline)."""
 
     def seal_header(self, body: bytes) -> bytes:
         """What goes on the wire for the header: the body, then its tag."""
@@ -180,8 +176,6 @@ class SealedFrame:
     """ChaCha20-Poly1305 over one frame: the header and each payload chunk sealed on their own."""
 
     in_place = False
-    threaded = True
-    """Encryption runs in the MAC thread (the cipher's output is awaited before it is sent)."""
 
     def __init__(self, aead: Any, seq: int, prefix: bytes) -> None:
         self.seq = seq

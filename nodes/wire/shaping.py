@@ -11,6 +11,7 @@ busy-waits. A connection without a shape takes none of this code path.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nodes.errors import NodeError
@@ -64,12 +65,15 @@ class Pacer:
             await asyncio.sleep(self.shape.latency)
         self._free_at = max(asyncio.get_running_loop().time(), self._free_at)
 
-    async def admit(self, nbytes: int) -> None:
+    async def admit(self, nbytes: int, idle: Callable[[], bool] | None = None) -> None:
         """Wait until the link would have carried ``nbytes`` more of the frame, so they reach the peer
         when the emulated link would deliver their last byte. The schedule is absolute: a late wake-up
-        shortens the next wait instead of delaying the whole frame."""
+        shortens the next wait instead of delaying the whole frame. ``idle()`` is called while the schedule
+        holds the bytes back (work that would otherwise wait, such as the frame's MAC) until it has none."""
         loop = asyncio.get_running_loop()
         self._free_at += nbytes / self.shape.bandwidth
+        while idle is not None and self._free_at > loop.time() and idle():
+            pass
         delay = self._free_at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)

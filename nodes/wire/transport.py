@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +34,6 @@ from nodes.wire.frame import (
 )
 from nodes.wire.guard import (
     CHUNK_BYTES,
-    OFFLOAD_BYTES,
     TAG_BYTES,
     Guard,
     MacFrame,
@@ -58,12 +56,11 @@ the timeout bounds a stall rather than the transfer time of a 1 GiB frame; and t
 event loop run between slices, so a big frame on a fast link never starves the node's other tasks
 (heartbeats, telemetry)."""
 
-RECV_HASH_BYTES = 1024 * 1024
-"""A received payload is hashed in pieces of this size as they arrive (about 1 ms each at 1.4 GB/s)."""
-
-FAST_LINK_BYTES_PER_S = 500e6
-"""A piece that arrived faster than this is hashed in the MAC thread while the next arrives (loopback, a
-fast LAN); on slower links the socket waits dominate and hashing inline costs nothing extra."""
+IDLE_HASH_BYTES = 1024 * 1024
+"""A sender waiting on its socket hashes this much of the payload before trying the socket again (about
+0.2 ms with Poly1305, 0.7 ms with HMAC-SHA256)."""
+IDLE_HASH_MIN_BYTES = 64 * 1024
+"""A receiver waiting on an empty socket first hashes what has arrived, once it is at least this much."""
 
 T = TypeVar("T")
 
@@ -231,23 +228,18 @@ class Connection:
                 await self._send_guarded(views, frame, wait)
 
     async def _send_guarded(self, views: list[memoryview], frame: MacFrame | SealedFrame, wait: float) -> None:
-        """Send a large payload chunk by chunk: MAC'd while it goes out of its own memory, or encrypted."""
+        """Send a large payload: out of its own memory with the MAC computed while the socket (or the emulated
+        link) is busy, or encrypted chunk by chunk."""
+        if isinstance(frame, MacFrame):
+            for view in views:
+                hashing = _Hashing(frame, view)
+                await self._send_buffer(view, wait, hashing.step)
+                hashing.finish()
+            await self._send_buffer(frame.trailer(), wait)
+            return
         for view in views:
             for start in range(0, len(view), CHUNK_BYTES):
-                piece = view[start : start + CHUNK_BYTES]
-                if not frame.in_place:
-                    await self._send_buffer(await offload(frame.chunk, piece), wait)
-                elif len(piece) < OFFLOAD_BYTES or self._pacer is not None or not frame.threaded:
-                    # On an emulated link the byte schedule absorbs the hashing time: no thread hop.
-                    await self._send_buffer(frame.chunk(piece), wait)
-                else:
-                    hashing = offload(frame.chunk, piece)  # reads the same memory the socket reads
-                    try:
-                        await self._send_buffer(piece, wait)
-                    finally:
-                        await hashing
-        if isinstance(frame, MacFrame):
-            await self._send_buffer(frame.trailer(), wait)
+                await self._send_buffer(await offload(frame.chunk, view[start : start + CHUNK_BYTES]), wait)
 
     async def recv(
         self,
@@ -295,28 +287,12 @@ class Connection:
         return Message(prefix.type, meta, tuple(tensors))
 
     async def _recv_guarded(self, view: memoryview, frame: MacFrame | SealedFrame, wait: float, what: str) -> None:
-        """Fill ``view`` piece by piece, each MAC'd in place (in the MAC thread while the next piece arrives;
-        the last inline, so only its hashing follows the last byte), or received sealed and opened into it."""
+        """Fill ``view``: in place, the MAC computed over what has arrived whenever the socket is empty (so only
+        the bytes of the last read are hashed after the last byte), or received sealed and opened into it."""
         if isinstance(frame, MacFrame):
-            hashing: asyncio.Future | None = None
-            try:
-                for start in range(0, len(view), RECV_HASH_BYTES):
-                    piece = view[start : start + RECV_HASH_BYTES]
-                    began = time.perf_counter()
-                    await self._recv_exactly(piece, wait, what)
-                    fast = len(piece) > FAST_LINK_BYTES_PER_S * (time.perf_counter() - began)
-                    if hashing is not None:
-                        await hashing
-                        hashing = None
-                    if fast and frame.threaded and start + RECV_HASH_BYTES < len(view) and len(piece) >= OFFLOAD_BYTES:
-                        hashing = offload(frame.chunk, piece)  # hashed while the next piece arrives
-                    else:
-                        # A slow link leaves the loop idle between pieces anyway, and the last piece has
-                        # nothing to overlap with: hashing inline avoids a thread hop after the last byte.
-                        frame.chunk(piece)
-            finally:
-                if hashing is not None:
-                    await hashing
+            hashing = _Hashing(frame, view)
+            await self._recv_exactly(view, wait, what, hashing.upto)
+            hashing.finish()
             return
         if self._scratch is None:
             self._scratch = bytearray(CHUNK_BYTES + TAG_BYTES)
@@ -326,8 +302,13 @@ class Connection:
             await self._recv_exactly(sealed, wait, what)
             piece[:] = frame.open_chunk(sealed)
 
-    async def _recv_exactly(self, view: memoryview, timeout: float, what: str) -> None:
-        """Fill ``view`` from the socket; read directly while data is buffered, wait on the loop otherwise."""
+    async def _recv_exactly(self, view: memoryview, timeout: float, what: str,
+                            idle: Callable[[int], bool] | None = None) -> None:
+        """Fill ``view`` from the socket; read directly while data is buffered, wait on the loop otherwise.
+
+        ``idle(received)``, when given, is called instead of waiting while the socket is empty; it does some
+        work on the bytes received so far and says whether it did any (then the socket is tried again first).
+        """
         loop = asyncio.get_running_loop()
         got, size, unyielded = 0, len(view), 0
         while got < size:
@@ -338,6 +319,8 @@ class Connection:
                 count = self._sock.recv_into(view[got:])
                 unyielded += count
             except BlockingIOError:
+                if idle is not None and idle(got):
+                    continue
                 # Waiting on the loop costs a task per wait, so it is only paid when the socket is empty.
                 count = await self._within(loop.sock_recv_into(self._sock, view[got:]), timeout, f"receiving {what}")
                 unyielded = 0
@@ -351,8 +334,12 @@ class Connection:
                 raise ConnectionClosed(f"{self.peer} closed the connection mid-frame ({what}: {got} of {size} bytes)")
             got += count
 
-    async def _send_buffer(self, data: bytes | memoryview, timeout: float) -> None:
-        """Send all of ``data`` from its own memory, in slices bounded by the timeout and the link shape."""
+    async def _send_buffer(self, data: bytes | memoryview, timeout: float, idle: Callable[[], bool] | None = None) -> None:
+        """Send all of ``data`` from its own memory, in slices bounded by the timeout and the link shape.
+
+        ``idle()``, when given, is called instead of waiting while the socket's buffer is full or the link
+        schedule holds the next slice back; it says whether it did any work.
+        """
         loop = asyncio.get_running_loop()
         view = memoryview(data).cast("B")
         step = SLICE_BYTES if self._pacer is None else self._pacer.slice_bytes
@@ -360,18 +347,24 @@ class Connection:
         while sent < len(view):
             piece = view[sent : sent + step]
             if self._pacer is not None:
-                await self._pacer.admit(len(piece))
+                await self._pacer.admit(len(piece), idle)
             elif sent:
                 await asyncio.sleep(0)
-            try:
-                done = self._sock.send(piece)
-            except BlockingIOError:
-                done = 0
-            except OSError as exc:
-                raise self._failure("sending", exc) from None
+            done = self._send_some(piece)
+            while done < len(piece) and idle is not None and idle():
+                done += self._send_some(piece[done:])
             if done < len(piece):
                 await self._within(loop.sock_sendall(self._sock, piece[done:]), timeout, "sending")
             sent += len(piece)
+
+    def _send_some(self, piece: memoryview) -> int:
+        """Bytes of ``piece`` the socket takes now without blocking."""
+        try:
+            return self._sock.send(piece)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._failure("sending", exc) from None
 
     async def _within(self, wait: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
         """Await a socket operation of the loop, turning its failures into this package's errors."""
@@ -387,6 +380,30 @@ class Connection:
         if self._closed:
             return ConnectionClosed(f"connection to {self.peer} was closed on this side while {what}")
         return ConnectionClosed(f"connection to {self.peer} failed while {what}: {os_error_reason(exc)}")
+
+
+class _Hashing:
+    """The MAC of one payload buffer, computed in order, in steps, whenever the socket leaves time for it."""
+
+    def __init__(self, frame: MacFrame, view: memoryview) -> None:
+        self._frame, self._view, self._done = frame, view, 0
+
+    def step(self) -> bool:
+        """Hash the next :data:`IDLE_HASH_BYTES` (a sender waiting on its socket); False when all are hashed."""
+        return self.upto(min(len(self._view), self._done + IDLE_HASH_BYTES), at_least=1)
+
+    def upto(self, end: int, at_least: int = 0) -> bool:
+        """Hash up to byte ``end`` (what a receiver has so far) if that is more than ``at_least`` new bytes
+        (default :data:`IDLE_HASH_MIN_BYTES`)."""
+        if end - self._done < (at_least or IDLE_HASH_MIN_BYTES):
+            return False
+        self._frame.chunk(self._view[self._done : end])
+        self._done = end
+        return True
+
+    def finish(self) -> None:
+        """Hash what is left: after the last byte was received, or when the last slice has gone out."""
+        self.upto(len(self._view), at_least=1)
 
 
 def _to_wire(tensor: torch.Tensor) -> tuple[TensorSpec, torch.Tensor]:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nodes.errors import AuthError
-from nodes.wire import Connection, MessageType, connect, serve
+from nodes.wire import Connection, LinkShape, MessageType, connect, serve
 from nodes.wire.auth import HANDSHAKE_LIMITS
 from nodes.wire.frame import PREFIX
 from nodes.wire.guard import TAG_BYTES
@@ -107,19 +107,20 @@ def _plain_frame(msg_type: MessageType, meta: dict) -> bytes:
     return encode_prefix(msg_type, len(body), 0) + body
 
 
+async def _record(conn: Connection, got: list[dict]) -> None:
+    """A server that notes every frame's header (a SHUTDOWN as ``{"shutdown": True}``)."""
+    while True:
+        message = await conn.recv()
+        if message.type is MessageType.SHUTDOWN:
+            got.append({"shutdown": True})
+            return
+        got.append(message.header)
+
+
 @pytest.mark.parametrize("action", ["alter", "replay", "drop", "reorder", "inject"])
 async def test_a_relay_that_tampers_with_a_frame_after_the_handshake_is_detected(caplog, action):
     got: list[dict] = []
-
-    async def record(conn: Connection) -> None:
-        while True:
-            message = await conn.recv()
-            if message.type is MessageType.SHUTDOWN:
-                got.append({"shutdown": True})
-                return
-            got.append(message.header)
-
-    server = await serve("127.0.0.1", 0, record, SECRET, timeout=5.0)
+    server = await serve("127.0.0.1", 0, lambda conn: _record(conn, got), SECRET, timeout=5.0)
     relay = TamperingRelay(server.address, action, at=1)
     try:
         with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
@@ -135,6 +136,26 @@ async def test_a_relay_that_tampers_with_a_frame_after_the_handshake_is_detected
     assert "failed its integrity check" in caplog.text
     # Nothing from the tampered frame on was acted on (a replayed frame is taken once), no forged SHUTDOWN.
     assert got == ([{"n": 0}, {"n": 1}] if action == "replay" else [{"n": 0}])
+
+
+@pytest.mark.parametrize("link", [None, LinkShape.from_mbit(10_000)], ids=["loopback", "paced-link"])
+async def test_one_altered_byte_of_a_large_payload_is_detected(caplog, link):
+    """12 MB go out while their MAC is computed in the socket's (or the link schedule's) idle time."""
+    got: list[dict] = []
+    server = await serve("127.0.0.1", 0, lambda conn: _record(conn, got), SECRET, timeout=5.0)
+    relay = TamperingRelay(server.address, "alter", at=0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nodes.wire.endpoints"):
+            conn = await connect(*await relay.start(), SECRET, timeout=5.0, shaping=link)
+            await conn.send(MessageType.FORWARD, {"n": 0}, [torch.randn(3_000_000)])
+            await conn.send(MessageType.FORWARD, {"n": 1}, [torch.randn(8)])
+            await asyncio.sleep(1.0)
+            conn.close()
+    finally:
+        await relay.close()
+        await server.close()
+    assert "failed its integrity check (payload)" in caplog.text
+    assert got == []
 
 
 async def test_frames_are_encrypted_on_request_and_round_trip_exactly():
@@ -255,16 +276,17 @@ def test_handshake_frames_stay_small():
     assert HANDSHAKE_LIMITS.max_payload_bytes == 0 and HANDSHAKE_LIMITS.max_header_bytes <= 4096
 
 
+@pytest.mark.parametrize("link", [None, LinkShape.from_mbit(10_000)], ids=["loopback", "paced-link"])
 @pytest.mark.parametrize("macs", [("hmac-sha256",), ("poly1305", "hmac-sha256")])
-async def test_the_mac_is_negotiated_and_large_frames_round_trip(monkeypatch, macs):
+async def test_the_mac_is_negotiated_and_large_frames_round_trip(monkeypatch, macs, link):
     if "poly1305" in macs:
         pytest.importorskip("cryptography")
     monkeypatch.setattr("nodes.wire.auth.available_macs", lambda: macs)
     server = await serve("127.0.0.1", 0, echo, SECRET, timeout=5.0)
     try:
-        conn = await connect(*server.address, SECRET, timeout=5.0)
+        conn = await connect(*server.address, SECRET, timeout=5.0, shaping=link)
         assert conn._out.mac == macs[0]
-        sent = torch.randn(3_000_000)  # 12 MB: several MAC slices, the threaded path for HMAC
+        sent = torch.randn(3_000_000)  # 12 MB: hashed in many idle-time steps on both ends
         await conn.send(MessageType.FORWARD, {"n": 1}, [sent, torch.ones(3, dtype=torch.int64)])
         reply = await conn.recv()
         assert torch.equal(reply.tensors[0], sent) and reply.tensors[1].tolist() == [1, 1, 1]
