@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--periods", default="100,10", help="Averaging periods of the chain runs.")
+    parser.add_argument("--no-weighted", action="store_true",
+                        help="Leave out the dynamic run whose average is weighted by each replica's mini-batches.")
     parser.add_argument("--splits", type=int, default=5, help="Label splits of the probe.")
     parser.add_argument("--nodes", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2, help="Torch threads of the single process.")
@@ -215,7 +217,8 @@ def main() -> None:
         for mode in ("fixed", "dynamic"):
             for period in periods:
                 runs.append(run_chains(f"{mode}, every {period}", mode, period, "equal", config, args))
-        runs.append(run_chains(f"dynamic, every {min(periods)}, weighted", "dynamic", min(periods), "batches", config, args))
+        if not args.no_weighted:
+            runs.append(run_chains(f"dynamic, every {min(periods)}, weighted", "dynamic", min(periods), "batches", config, args))
     finally:
         local.down()
     classes, records = scan_labelled(datasets / "rsscn7")

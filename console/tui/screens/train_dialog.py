@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from console.tui.training_run import TrainRequest
 
@@ -41,7 +41,8 @@ def profile_choices(measured: dict[str, Path], loaded: tuple[str, str] | None,
 class TrainDialog(ModalScreen[TrainRequest | None]):
     """Asks for the run's settings; dismisses with a :class:`TrainRequest` or None."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("ctrl+s", "submit", "Start"), Binding("escape", "cancel", "Cancel")]
+    """Enter opens a select, so the form has its own submit key (shown in the footer); Enter in a text field starts too."""
 
     def __init__(self, request: TrainRequest | None = None, profiles: list[tuple[str, str]] | None = None,
                  chosen: str = DEFAULT) -> None:
@@ -71,13 +72,22 @@ class TrainDialog(ModalScreen[TrainRequest | None]):
                 yield Input(placeholder="path of a litesrl-profile .json (with 'a file…')", id="profile-file")
             yield Static(id="problem", classes="problem")
             with Horizontal(classes="buttons"):
-                yield Button("Start", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
+                yield Button("Start (ctrl+s)", variant="primary", id="ok")
+                yield Button("Cancel (esc)", id="cancel")
+        yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
             self.dismiss(None)
-            return
+        else:
+            self.action_submit()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        """Start with the form's settings, or say what is wrong with them."""
         try:
             iterations = int(self.query_one("#iterations", Input).value)
             average = int(self.query_one("#average", Input).value)

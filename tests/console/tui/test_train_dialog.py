@@ -42,3 +42,53 @@ def test_planning_budget_subtracts_a_real_agents_runtime_only():
     assert planning_budget(3_000, 2_000, {"runtime_bytes": 700, "emulated": None}) == 1_300
     assert planning_budget(3_000, None, {"runtime_bytes": 700, "emulated": {"speed": 1}}) == 3_000
     assert planning_budget(3_000, None, {}) == 3_000
+
+
+class _DialogHost:
+    """A bare app that opens the training dialog and keeps what it was dismissed with."""
+
+    @staticmethod
+    def make():
+        from textual.app import App
+
+        from console.tui.screens.train_dialog import TrainDialog
+
+        class Host(App):
+            results: list = []
+
+            def on_mount(self) -> None:
+                self.push_screen(TrainDialog(), self.results.append)
+
+        return Host()
+
+
+async def test_ctrl_s_starts_with_the_form_as_it_is_and_the_footer_shows_it():
+    app = _DialogHost.make()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        from textual.widgets import Footer
+
+        shown = [active.binding for active in app.screen.active_bindings.values()]
+        assert any(binding.key == "ctrl+s" and binding.description == "Start" for binding in shown)
+        assert app.screen.query(Footer)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert app.results == [TrainRequest()]
+
+
+async def test_enter_in_a_text_field_starts_and_a_bad_value_keeps_the_dialog_open():
+    from textual.widgets import Input, Static
+
+    app = _DialogHost.make()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        field = app.screen.query_one("#iterations", Input)
+        field.focus()
+        field.value = "0"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [] and "iterations must be" in str(app.screen.query_one("#problem", Static).render())
+        field.value = "25"
+        await pilot.press("enter")
+        await pilot.pause()
+    assert [(r.iterations, r.mode) for r in app.results] == [(25, "dynamic")]
