@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 
@@ -53,7 +53,3 @@ def split_indices(
             test.append(taken.pop())
         train.extend(taken)
     return torch.tensor(sorted(train)), torch.tensor(sorted(test))
-
-
-def class_counts(labels: torch.Tensor, num_classes: int) -> Sequence[int]:
-    return torch.bincount(labels, minlength=num_classes).tolist()
