@@ -191,9 +191,13 @@ def _parse_cluster(t: _Table) -> ClusterSpec:
     )
 
 
+NODE_KEYS = frozenset({"name", "host", "port", "user", "identity_file", "board", "memory_budget", "data_path",
+                       "python", "workdir", "venv", "agent_port", "agent_bind", "tags"})
+"""Keys of a ``[[nodes]]`` entry (CWB's nodes file reads the same entries: ``engine.cwb.nodes_spec``)."""
+
+
 def _parse_node(t: _Table) -> NodeSpec:
-    t.check_keys({"name", "host", "port", "user", "identity_file", "board", "memory_budget", "data_path",
-                  "python", "workdir", "venv", "agent_port", "agent_bind", "tags"})
+    t.check_keys(set(NODE_KEYS))
     name = t.string("name", default=None, required=True)
     if not _NAME_RE.match(name):
         t.fail("name", f"{name!r} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")

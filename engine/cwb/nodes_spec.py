@@ -1,23 +1,26 @@
 """The boards CWB partitions for: speed relative to the profiled board, memory budget, and the nodes file.
 
-A nodes file (``--nodes-file mixed.toml``) describes a mixed cluster::
+A nodes file (``--nodes-file mixed.toml``) describes a mixed cluster in the inventory's format
+(``assets/inventory.example.toml``: ``[[nodes]]``, ``name``, ``board``, ``memory_budget``), plus what
+only planning needs (``count``, ``speed``, ``[network]``, ``[[link]]``); so a rack's inventory is itself
+a nodes file (its SSH keys and ``[cluster]`` are ignored here)::
 
     [network]              # optional; the command line wins over it
     bandwidth = "1Gbit"
     latency = "0.2ms"
 
-    [[node]]
+    [[nodes]]
     name = "tx2"           # with count = 3: tx2-1, tx2-2, tx2-3
     count = 3
-    board = "Jetson TX2"
+    board = "tx2"
     speed = 1.0            # compute time = profiled time / speed
-    memory = "3GB"         # budget for one partition's training state
+    memory_budget = "3GB"  # budget for one partition's training state
 
-    [[node]]
+    [[nodes]]
     name = "orin"
-    board = "Jetson AGX Orin"
+    board = "agx-orin"
     speed = 2.0
-    memory = "12GB"
+    memory_budget = "12GB"
 
     [[link]]               # optional per-direction overrides
     from = "orin"
@@ -91,6 +94,13 @@ class NodesFile:
         return Network(bandwidth=rate, latency_ms=delay, links=self.links)
 
 
+NODE_KEYS = frozenset({"name", "count", "board", "speed", "memory_budget"})
+"""What a ``[[nodes]]`` entry tells the planner."""
+INVENTORY_ONLY_KEYS = frozenset({"host", "port", "user", "identity_file", "data_path", "python", "workdir", "venv",
+                                 "agent_port", "agent_bind", "tags"})
+"""Keys of an inventory's ``[[nodes]]`` entry that only the console uses (``console.fleet.inventory``), ignored here."""
+
+
 def identical_nodes(count: int, memory_bytes: int, *, speed: float = 1.0, board: str = "Jetson TX2") -> tuple[NodeSpec, ...]:
     """``count`` identical nodes named ``node-1 .. node-N`` with ``memory_bytes`` each."""
     if count < 1:
@@ -109,11 +119,13 @@ def load_nodes_file(path: str | Path) -> NodesFile:
         raise ConfigError(f"{path}: cannot read nodes file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(data) - {"network", "node", "link"}
+    if "node" in data:
+        raise ConfigError(f"{path}: [[node]] is the old name of [[nodes]] (the inventory's format): rename it")
+    unknown = set(data) - {"network", "nodes", "link", "cluster"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected [network], [[node]], [[link]]")
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected [network], [[nodes]], [[link]]")
     try:
-        nodes = _nodes(data.get("node"))
+        nodes = _nodes(data.get("nodes"))
         network = _table(data.get("network", {}), "[network]", {"bandwidth", "latency"})
         bandwidth = parse_bandwidth(network["bandwidth"]) if "bandwidth" in network else None
         latency = parse_duration_ms(network["latency"]) if "latency" in network else None
@@ -134,12 +146,14 @@ def _table(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
 
 def _nodes(entries: Any) -> tuple[NodeSpec, ...]:
     if not isinstance(entries, list) or not entries:
-        raise ConfigError("no [[node]] entries")
+        raise ConfigError("no [[nodes]] entries")
     nodes: list[NodeSpec] = []
     for index, entry in enumerate(entries, start=1):
-        where = f"[[node]] #{index}"
-        entry = _table(entry, where, {"name", "count", "board", "speed", "memory"})
-        for key in ("name", "memory"):
+        where = f"[[nodes]] #{index}"
+        if isinstance(entry, dict) and "memory" in entry:
+            raise ConfigError(f"{where}: 'memory' is the old name of 'memory_budget' (the inventory's key): rename it")
+        entry = _table(entry, where, NODE_KEYS | INVENTORY_ONLY_KEYS)
+        for key in ("name", "memory_budget"):
             if key not in entry:
                 raise ConfigError(f"{where}: missing {key!r}")
         name, count = entry["name"], entry.get("count", 1)
@@ -154,7 +168,7 @@ def _nodes(entries: Any) -> tuple[NodeSpec, ...]:
         if not isinstance(board, str):
             raise ConfigError(f"{where} ({name}): 'board' must be a string")
         try:
-            memory = parse_size(entry["memory"])
+            memory = parse_size(entry["memory_budget"])
             names = [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
             nodes.extend(NodeSpec(each, memory, float(speed), board) for each in names)
         except ConfigError as exc:

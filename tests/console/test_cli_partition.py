@@ -120,8 +120,8 @@ def test_mixed_nodes_file(profile, tmp_path):
     nodes = tmp_path / "mixed.toml"
     nodes.write_text(
         '[network]\nbandwidth = "1Gbit"\n'
-        '[[node]]\nname = "tx2"\ncount = 4\nmemory = "3GB"\n'
-        '[[node]]\nname = "orin"\nboard = "Jetson AGX Orin"\nspeed = 2.0\nmemory = "12GB"\n'
+        '[[nodes]]\nname = "tx2"\ncount = 4\nmemory_budget = "3GB"\n'
+        '[[nodes]]\nname = "orin"\nboard = "Jetson AGX Orin"\nspeed = 2.0\nmemory_budget = "12GB"\n'
     )
     done = litesrl("--profile", str(profile), "--nodes-file", str(nodes), "--json")
     assert done.returncode == 0, done.stderr

@@ -65,7 +65,7 @@ def test_greedy_replicas_equal_the_enumeration_for_one_board_kind(monkeypatch):
 
 def _rack(tmp_path, kinds):
     text = "".join(
-        f'[[node]]\nname = "{name}"\ncount = {count}\nboard = "{name}"\nspeed = {speed}\nmemory = "{memory}"\n\n'
+        f'[[nodes]]\nname = "{name}"\ncount = {count}\nboard = "{name}"\nspeed = {speed}\nmemory_budget = "{memory}"\n\n'
         for name, count, speed, memory in kinds
     )
     path = tmp_path / "rack.toml"

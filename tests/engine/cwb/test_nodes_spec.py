@@ -10,16 +10,16 @@ MIXED = """
 bandwidth = "1Gbit"
 latency = "0.2ms"
 
-[[node]]
+[[nodes]]
 name = "tx2"
 count = 3
-memory = "3GB"
+memory_budget = "3GB"
 
-[[node]]
+[[nodes]]
 name = "orin"
 board = "Jetson AGX Orin"
 speed = 2.5
-memory = "12GiB"
+memory_budget = "12GiB"
 
 [[link]]
 from = "orin"
@@ -54,17 +54,20 @@ def test_identical_nodes():
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("[[node]]\nname = 'a'\n", r"\[\[node\]\] #1: missing 'memory'"),
-        ("[[node]]\nname = 'a'\nmemory = '3Gbit'\n", r"\[\[node\]\] #1 \(a\): size '3Gbit' is in bits"),
-        ("[[node]]\nname = 'a'\nmemory = '3GB'\nspeed = 0\n", "speed must be greater than zero"),
-        ("[[node]]\nname = 'a'\nmemory = '3GB'\nram = 1\n", r"unknown key\(s\) \['ram'\]"),
-        ("[[node]]\nname = 'a'\nmemory = '3GB'\n[[node]]\nname = 'a'\nmemory = '3GB'\n", "'a' is used twice"),
-        ("[[node]]\nname = 'a'\nmemory = '3GB'\n[[link]]\nfrom = 'a'\nto = 'b'\nbandwidth = '1Gbit'\n",
+        ("[[nodes]]\nname = 'a'\n", r"\[\[nodes\]\] #1: missing 'memory_budget'"),
+        ("[[nodes]]\nname = 'a'\nmemory_budget = '3Gbit'\n", r"\[\[nodes\]\] #1 \(a\): size '3Gbit' is in bits"),
+        ("[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\nspeed = 0\n", "speed must be greater than zero"),
+        ("[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\nram = 1\n", r"unknown key\(s\) \['ram'\]"),
+        ("[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\n[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\n", "'a' is used twice"),
+        ("[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\n[[link]]\nfrom = 'a'\nto = 'b'\nbandwidth = '1Gbit'\n",
          "names unknown node 'b'"),
-        ("[network]\nbandwidth = '1Gb'\n[[node]]\nname = 'a'\nmemory = '3GB'\n", "ambiguous"),
-        ("[nodes]\nx = 1\n", r"unknown section\(s\) \['nodes'\]"),
+        ("[network]\nbandwidth = '1Gb'\n[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\n", "ambiguous"),
+        ("[gpus]\nx = 1\n", r"unknown section\(s\) \['gpus'\]"),
+        ("[nodes]\nx = 1\n", r"no \[\[nodes\]\] entries"),
+        ("[[node]]\nname = 'a'\nmemory_budget = '3GB'\n", r"\[\[node\]\] is the old name of \[\[nodes\]\]"),
+        ("[[nodes]]\nname = 'a'\nmemory = '3GB'\n", r"'memory' is the old name of 'memory_budget'"),
         ("name = ", "not valid TOML"),
-        ("", r"no \[\[node\]\] entries"),
+        ("", r"no \[\[nodes\]\] entries"),
     ],
 )
 def test_bad_nodes_files(tmp_path, text, fragment):
@@ -82,6 +85,20 @@ def test_missing_nodes_file(tmp_path):
 
 def test_network_needs_a_bandwidth(tmp_path):
     path = tmp_path / "nodes.toml"
-    path.write_text("[[node]]\nname = 'a'\nmemory = '3GB'\n")
+    path.write_text("[[nodes]]\nname = 'a'\nmemory_budget = '3GB'\n")
     with pytest.raises(ConfigError, match="no bandwidth given"):
         load_nodes_file(path).network()
+
+
+def test_an_inventory_is_a_nodes_file_and_the_key_sets_agree():
+    """One node format: the shipped inventory plans as it is, and every inventory key is known here."""
+    from pathlib import Path
+
+    from console.fleet import inventory
+    from engine.cwb.nodes_spec import INVENTORY_ONLY_KEYS, NODE_KEYS
+
+    example = Path(__file__).resolve().parents[3] / "assets" / "inventory.example.toml"
+    read = load_nodes_file(example)
+    assert [node.name for node in read.nodes] == [node.name for node in inventory.load_inventory(example).nodes]
+    assert all(node.memory_bytes == 3 * 10**9 for node in read.nodes)
+    assert inventory.NODE_KEYS <= NODE_KEYS | INVENTORY_ONLY_KEYS
