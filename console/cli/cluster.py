@@ -40,13 +40,17 @@ def up(
     memory_accounting: Annotated[str, typer.Option(help="How CWB counts a stage against it: paper (5.1: every layer's input and output, 7.6 GB for ResNet-18) or exact (what training keeps, 3.0 GB).")] = DEFAULT_ACCOUNTING,
     speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speed per node relative to the profile (default all 1).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Dataset folder the boards read (default: a small synthetic one).")] = None,
+    # Hidden: the console's way of starting a cluster it owns, not an operator's option.
+    owner_pid: Annotated[int | None, typer.Option(hidden=True, help="The console that owns the cluster.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start NODES agent processes on 127.0.0.1, each an emulated board with its own port."""
     from console.cluster.local import up as start_cluster
     from console.cluster.profiles import resolve_profile
+    from console.process_id import ProcessId
 
     resolve_profile(profile)
+    owner = ProcessId.of(owner_pid) if owner_pid is not None else None
     speed_list = None
     if speeds:
         try:
@@ -58,7 +62,7 @@ def up(
     with console.status(f"starting {nodes} agent(s)"):
         state = start_cluster(nodes, profile=profile, time_scale=time_scale, bandwidth=bandwidth, latency=latency,
                               memory_per_node=memory_per_node, memory_accounting=memory_accounting, speeds=speed_list,
-                              data=data)
+                              data=data, owner=owner)
     if as_json:
         typer.echo(json.dumps(state.to_dict(), indent=2))
         return

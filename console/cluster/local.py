@@ -17,13 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import psutil
 
 from console.errors import ConsoleError
+from console.process_id import ProcessId
 from engine.io import atomic_write_json
 
 STATE_NAME = "cluster.json"
@@ -57,11 +58,7 @@ class Agent:
 
     def alive(self) -> bool:
         """True while the recorded process runs (not a zombie, not a new process under the same pid)."""
-        try:
-            process = psutil.Process(self.pid)
-            return abs(process.create_time() - self.created) < 0.5 and process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        return ProcessId(self.pid, self.created).alive()
 
 
 @dataclass(frozen=True)
@@ -86,6 +83,10 @@ class ClusterState:
     memory_accounting: str = "exact"
     """How CWB counts a stage's memory against the budgets (``engine.cwb.plan.ACCOUNTINGS``); files from
     before this field were planned with ``exact``."""
+    owner: ProcessId | None = None
+    """The console that started the cluster for itself and stops it when it exits; None: started by
+    ``litesrl cluster up`` (or by a console before this field), which only ``litesrl cluster down`` stops.
+    A cluster whose owner is gone is a crashed console's leftover (``console.tui.leftovers``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,7 +95,8 @@ class ClusterState:
     def from_dict(cls, data: dict) -> "ClusterState":
         try:
             agents = tuple(Agent(**entry) for entry in data["agents"])
-            return cls(**{**data, "agents": agents})
+            owner = ProcessId(**data["owner"]) if data.get("owner") else None
+            return cls(**{**data, "agents": agents, "owner": owner})
         except (KeyError, TypeError) as exc:
             raise ConsoleError(f"the cluster state file is damaged ({exc}); stop stray agents and delete it") from None
 
@@ -150,9 +152,11 @@ def up(
     memory_accounting: str = DEFAULT_ACCOUNTING,
     speeds: Sequence[float] | None = None,
     data: Path | None = None,
+    owner: ProcessId | None = None,
     directory: Path | None = None,
 ) -> ClusterState:
-    """Start ``nodes`` emulated agents and record them; ConsoleError when a cluster already runs or an agent fails."""
+    """Start ``nodes`` emulated agents and record them (with the console that ``owner``s them, if one does);
+    ConsoleError when a cluster already runs or an agent fails."""
     from engine.cwb.units import parse_bandwidth, parse_duration_ms, parse_size
 
     directory = directory or state_dir()
@@ -193,7 +197,19 @@ def up(
             _stop_pid(process.pid, None, timeout=2.0)
         raise
     state = ClusterState(agents, profile, time_scale, bandwidth, latency, str(secret_file), str(data),
-                         memory_accounting=memory_accounting)
+                         memory_accounting=memory_accounting, owner=owner)
+    atomic_write_json(directory / STATE_NAME, state.to_dict())
+    return state
+
+
+def set_owner(owner: ProcessId | None, directory: Path | None = None) -> ClusterState:
+    """Record ``owner`` as the console that stops the running cluster (None: nobody, as after
+    ``litesrl cluster up``); ConsoleError when no cluster is recorded."""
+    directory = directory or state_dir()
+    state = read_state(directory)
+    if state is None:
+        raise ConsoleError("no local cluster is up")
+    state = replace(state, owner=owner)
     atomic_write_json(directory / STATE_NAME, state.to_dict())
     return state
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from datetime import datetime
@@ -14,8 +15,10 @@ from textual.reactive import reactive
 
 from assets import asset_path
 from console.errors import ConsoleError
+from console.process_id import ProcessId
 from console.tui.backend import FleetBackend, ProfileRequest, Reading
 from console.tui.commands import ConsoleCommands
+from console.tui.leftovers import Leftovers, OrphanRun, find_leftovers, stop_leftovers
 from console.tui.log_handler import AppLogHandler
 from console.tui.messages import (
     BackendFailed, BackendReady, FleetChanged, LogLine, LogsChanged, PlanChanged, ProfileFailed, ProfileReady,
@@ -24,6 +27,7 @@ from console.tui.messages import (
 from console.tui.partition_plan import ProfileSlot
 from console.tui.screens.fleet import FleetScreen
 from console.tui.screens.help import HelpScreen
+from console.tui.screens.leftovers_dialog import LeftoversDialog
 from console.tui.screens.logs import LogsScreen
 from console.tui.screens.node import NodeScreen
 from console.tui.screens.open_dialog import OpenProfileDialog
@@ -33,7 +37,7 @@ from console.tui.screens.train_dialog import DEFAULT, TrainDialog, profile_choic
 from console.tui.screens.training import TrainingScreen
 from console.tui.settings import ConsoleSettings
 from console.tui.store import FleetStore
-from console.tui.training_run import EVENTS, TrainingRun, TrainRequest, discard_empty_run, runs_dir
+from console.tui.training_run import EVENTS, AttachedRun, TrainingRun, TrainRequest, discard_empty_run, runs_dir
 from console.tui.training_state import TrainingState
 from engine.cwb.profile_format import load_profile
 from engine.errors import ProfileError
@@ -72,7 +76,7 @@ class ConsoleApp(App):
         self.profile_slot = ProfileSlot()
         self.training = TrainingState()
         self.training_process = ""
-        self.training_run: TrainingRun | None = None
+        self.training_run: TrainingRun | AttachedRun | None = None
         self.log_lines: collections.deque[LogLine] = collections.deque(maxlen=LOG_LINES)
         self.log_count = 0
         self._log_handler = AppLogHandler(self)
@@ -81,7 +85,7 @@ class ConsoleApp(App):
     def on_mount(self) -> None:
         self._log_handler.install()
         self.switch_mode("fleet")
-        self._watch_backend()
+        self._check_leftovers()
         self.set_interval(1.0, self._tick)
         self._update_status()
 
@@ -90,6 +94,63 @@ class ConsoleApp(App):
         if self.training_run is not None:
             await self.training_run.stop()
         await self.backend.close()
+
+    # -- leftovers of an earlier console ---------------------------------------------------------
+
+    @work(exclusive=True, group="leftovers")
+    async def _check_leftovers(self) -> None:
+        """Before the backend starts: offer to reuse or stop what a console that died left running."""
+        try:
+            leftovers = await asyncio.to_thread(find_leftovers)
+        except ConsoleError as exc:  # a damaged cluster state file: the backend says it again, with advice
+            self._log(f"cannot look for leftovers: {exc}", "warning")
+            leftovers = Leftovers()
+        if leftovers:
+            for line in leftovers.lines():
+                self._log(f"left running by an earlier console: {line}", "warning")
+            choice = await self.push_screen_wait(LeftoversDialog(leftovers))
+            if choice == "stop":
+                self._log("stopping what the earlier console left running", "warning")
+                await asyncio.to_thread(stop_leftovers, leftovers)
+            elif choice == "reuse":
+                self._reuse(leftovers)
+            else:
+                self._log("leaving them running (`litesrl cluster down` stops the cluster, `litesrl status` "
+                          "lists training runs)", "warning")
+        self._watch_backend()
+
+    def _reuse(self, leftovers: Leftovers) -> None:
+        """Take the leftovers over: the cluster becomes this console's, the newest orphaned run is followed."""
+        from console.tui.backend_local import LocalBackend
+
+        if leftovers.cluster_complete and isinstance(self.backend, LocalBackend):
+            try:
+                self.backend.take_over()
+                self._log("took over the emulated cluster: it stops when this console exits")
+            except ConsoleError as exc:
+                self._log(f"cannot take over the cluster: {exc}", "error")
+        elif leftovers.cluster is not None:
+            self._log("the earlier console's cluster is left as it is: this console does not use it", "warning")
+        *older, newest = leftovers.runs or (None,)
+        for run in older:
+            self._log(f"left running: training pid {run.record.process.pid} ({run.folder})", "warning")
+        if newest is not None:
+            self.reattach(newest)
+
+    def reattach(self, orphan: OrphanRun) -> None:
+        """Follow an orphaned training run as if this console had launched it (``x`` stops it, exit too)."""
+        if self.training_run is not None and self.training_run.running:
+            self.notify("a training run is in progress (x stops it)", severity="warning")
+            return
+        record = orphan.record.followed_by(ProcessId.me())
+        try:
+            record.write(orphan.folder)  # a crash of this console leaves it findable again
+        except OSError as exc:
+            self._log(f"cannot record the reattached run: {exc}", "warning")
+        self._log(f"reattached training pid {record.process.pid} ({orphan.folder})", source="train")
+        self.switch_mode("training")
+        self._reattach(AttachedRun(record, orphan.events, lambda line: self.post_message(LogLine(line, source="train"))),
+                       orphan.folder)
 
     # -- fleet ---------------------------------------------------------------------------------
 
@@ -248,7 +309,18 @@ class ConsoleApp(App):
         except ConsoleError as exc:
             self.post_message(TrainingExited(-1, str(exc)))
             return
-        self.training_process = f"running, run folder {out}"
+        await self._follow(run, out, "running")
+
+    @work(exclusive=True, group="training")
+    async def _reattach(self, run: AttachedRun, out: Path) -> None:
+        self.training_run = run
+        self.training = TrainingState()
+        await self._follow(run, out, "running (reattached)")
+
+    async def _follow(self, run: TrainingRun | AttachedRun, out: Path, what: str) -> None:
+        """Post the run's events until it ends, then how it ended."""
+        self.training_process = f"{what}, run folder {out}"
+        self._changed(TrainingChanged())
         try:
             async for batch in run.follow():
                 self.post_message(TrainingEvents(tuple(batch)))
@@ -256,9 +328,9 @@ class ConsoleApp(App):
             self.post_message(LogLine(str(exc), "error", "train"))
             await run.stop()
         code = await run.wait()
-        if code != 0:
+        if code != 0 and isinstance(run, TrainingRun):
             discard_empty_run(out)
-        self.post_message(TrainingExited(code, run.last_error))
+        self.post_message(TrainingExited(code, run.last_error, reattached=isinstance(run, AttachedRun)))
 
     def on_training_events(self, message: TrainingEvents) -> None:
         for event in message.events:
@@ -269,8 +341,11 @@ class ConsoleApp(App):
     def on_training_exited(self, message: TrainingExited) -> None:
         if message.returncode == 0:
             self.training_process = "finished"
+        elif message.reattached:  # not our child: how it ended comes from its events
+            self.training_process = f"reattached training {message.detail or 'ended without finishing (killed or crashed)'}"
         else:
             self.training_process = f"training failed (exit {message.returncode}): {message.detail or 'see logs (4)'}"
+        if message.returncode != 0:
             self.notify(self.training_process, title="training", severity="error", timeout=20)
         self._log(self.training_process, "info" if message.returncode == 0 else "error", "train")
         self._changed(TrainingChanged())

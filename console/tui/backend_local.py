@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from console.cluster.local import ClusterState, down, read_state, state_dir
+from console.cluster.local import ClusterState, down, read_state, set_owner, state_dir
 from console.errors import ConsoleError
 from console.fleet.profiles import profile_from_output
+from console.process_id import ProcessId
 from console.tui.agent_probe import AgentProbe, LocalAgent
 from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Update
 from engine.cwb.profile_format import Profile
@@ -70,8 +72,9 @@ class LocalBackend(FleetBackend):
         self.options = {"--profile": profile, "--time-scale": time_scale, "--memory-per-node": memory_per_node}
         self.keep = keep
         self.title = "local emulated cluster"
-        self.started_here = False
-        """True when this backend started the cluster (then :meth:`close` stops it unless ``keep``)."""
+        self.owns_cluster = False
+        """True when this console started the cluster, or took over an earlier console's (then :meth:`close`
+        stops it unless ``keep``)."""
         self._agents: tuple[LocalAgent, ...] = ()
         self._infos: tuple[NodeInfo, ...] = ()
         self._accounting: str | None = None
@@ -96,22 +99,31 @@ class LocalBackend(FleetBackend):
                 log.warning("found leftovers of an earlier cluster (%s of %d agents gone: %s); stopping the rest "
                             "before starting a new one", len(dead), len(state.agents), ", ".join(dead))
                 await asyncio.to_thread(down)
-            args = ["cluster", "up", "--nodes", str(self.want)]
+            args = ["cluster", "up", "--nodes", str(self.want), "--owner-pid", str(os.getpid())]
             for option, value in self.options.items():
                 if value is not None:
                     args += [option, str(value)]
             log.info("starting the emulated cluster: litesrl %s", " ".join(args))
-            self.started_here = True  # before it is up: a console closed meanwhile still stops it
+            self.owns_cluster = True  # before it is up: a console closed meanwhile still stops it
             await run_litesrl(args, lambda line: log.info("cluster: %s", line))
             state = read_state()
             if state is None:
                 raise ConsoleError("`litesrl cluster up` succeeded but left no cluster state")
+        elif self.owns_cluster:
+            log.info("using the cluster taken over from an earlier console (%s); it stops when this console exits",
+                     ", ".join(f"{a.name} pid {a.pid}" for a in state.agents))
         else:
             log.warning("found a local cluster already up (%s); using it: `litesrl cluster down` stops it",
                         ", ".join(f"{a.name} pid {a.pid}" for a in state.agents))
             if self.want is not None and self.want != len(state.agents):
                 log.warning("using the running cluster of %d node(s), not %d", len(state.agents), self.want)
         self._adopt(state)
+
+    def take_over(self) -> None:
+        """Own the running cluster, left by a console that is gone: stop it on exit as one started here.
+        ConsoleError when no cluster is recorded."""
+        set_owner(ProcessId.me())
+        self.owns_cluster = True
 
     @property
     def memory_accounting(self) -> str | None:
@@ -159,7 +171,20 @@ class LocalBackend(FleetBackend):
         return {path.stem: path for path in found if path.stem in names}
 
     async def close(self) -> None:
-        if self.started_here and not self.keep:
+        if not self.owns_cluster:
+            return
+        self.owns_cluster = False
+        if self.keep:  # kept on purpose: not a leftover for the next console to offer stopping
+            log.info("leaving the emulated cluster running (--keep-cluster): `litesrl cluster down` stops it")
+            await asyncio.to_thread(_release)
+        else:
             log.info("stopping the emulated cluster this console started")
             await asyncio.to_thread(down)
-            self.started_here = False
+
+
+def _release() -> None:
+    """Record the cluster as nobody's, as if ``litesrl cluster up`` had started it."""
+    try:
+        set_owner(None)
+    except ConsoleError as exc:
+        log.warning("cannot release the cluster: %s", exc)

@@ -140,7 +140,7 @@ def stop_what_we_started(app) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGTERM)
     backend = getattr(app, "backend", None)
-    if getattr(backend, "started_here", False) and not getattr(backend, "keep", True):
+    if getattr(backend, "owns_cluster", False) and not getattr(backend, "keep", True):
         from console.cluster.local import down
 
         down()

@@ -83,10 +83,13 @@ class TrainingEvents(Message):
 class TrainingExited(Message):
     """The training process ended."""
 
-    returncode: int
-    """Its exit status (negative: killed by that signal)."""
+    returncode: int | None
+    """Its exit status (negative: killed by that signal); for a reattached run, which is not the console's
+    child, 0 or 1 as its events tell (completed, stopped early), None when they do not say."""
     detail: str
-    """Its last line of error output, or empty."""
+    """Its last line of error output (a reattached run: why it stopped early), or empty."""
+    reattached: bool = False
+    """True for a run an earlier console launched (:class:`console.tui.training_run.AttachedRun`)."""
 
 
 @dataclass

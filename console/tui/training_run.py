@@ -1,4 +1,5 @@
-"""A DHP training run launched from the console: ``litesrl train`` as a child process, its events file followed.
+"""A DHP training run followed by the console: ``litesrl train`` as a child process, or one an earlier console
+left running (reattached), its events file followed.
 
 The coordinator runs in its own process (torch never enters the console); the console reads the
 JSON-lines event stream the coordinator writes (``engine.dhp.events``) as it grows.
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import AsyncIterator, Callable, Literal
 
 from console.errors import ConsoleError
+from console.process_id import ProcessId, stop_group
+from console.tui.run_record import RECORD, RunRecord
 from engine.dhp.events import Event, EventError, EventTail
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ POLL_SECONDS = 0.1
 
 EVENTS = "events.jsonl"
 """Name of the event stream in a run folder (what ``litesrl train`` writes by default)."""
+OUTPUT = ("stdout.log", "stderr.log")
+"""Where a run launched by the console writes its standard output and error, in its run folder."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +79,15 @@ def runs_dir() -> Path:
 
 
 def discard_empty_run(out: Path) -> bool:
-    """Remove the run folder of a training that failed before it trained (nothing but an empty event
-    stream in it), so failed starts leave no empty folders behind; True when removed."""
+    """Remove the run folder of a training that failed before it trained (an empty event stream, beside only
+    its output and process record), so failed starts leave no folders behind; True when removed. The output
+    was shown in the console's log already."""
     try:
         entries = list(out.iterdir())
     except FileNotFoundError:
         return False
-    if any(entry.name != EVENTS or entry.stat().st_size > 0 for entry in entries):
+    if any(entry.name not in (EVENTS, *OUTPUT, RECORD) or (entry.name == EVENTS and entry.stat().st_size > 0)
+           for entry in entries):
         return False
     for entry in entries:
         entry.unlink()
@@ -88,17 +95,89 @@ def discard_empty_run(out: Path) -> bool:
     return True
 
 
-class TrainingRun:
-    """One ``litesrl train`` child process and its events file."""
+class LineTail:
+    """Follows a growing text file: each ``poll`` returns the lines completed since the last."""
 
-    def __init__(self, argv: list[str], events: Path, on_output: Callable[[str], None]) -> None:
-        self.argv = argv
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self, final: bool = False) -> list[str]:
+        """New non-empty lines; with ``final`` (the writer is gone) an unterminated last line too."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        *complete, self._partial = (self._partial + chunk).split(b"\n")
+        if final:
+            complete, self._partial = [*complete, self._partial], b""
+        return [text for raw in complete if (text := raw.decode("utf-8", "replace").rstrip())]
+
+
+class _Run:
+    """What a followed run has, launched here or reattached: its events, its output files, a way to stop it."""
+
+    def __init__(self, events: Path, on_output: Callable[[str], None]) -> None:
         self.events = events
         self.on_output = on_output
         self.last_error = ""
-        """The child's latest ``error: ...`` line, else its latest line of error output."""
+        """The run's latest ``error: ...`` line, else its latest line of error output."""
+        self._stdout = LineTail(events.parent / OUTPUT[0])
+        self._stderr = LineTail(events.parent / OUTPUT[1])
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    async def _pause(self) -> None:
+        """Wait up to POLL_SECONDS, less when the run ends meanwhile."""
+        await asyncio.sleep(POLL_SECONDS)
+
+    def _drain_output(self, final: bool = False) -> None:
+        for line in self._stdout.poll(final):
+            self.on_output(line)
+        for line in self._stderr.poll(final):
+            if line.startswith("error:") or not self.last_error.startswith("error:"):
+                self.last_error = line
+            self.on_output(line)
+
+    async def follow(self) -> AsyncIterator[list[Event]]:
+        """Yield the events written since the last yield (all of them first), until the run ended and the
+        file is drained; its output lines go to ``on_output`` meanwhile."""
+        tail = EventTail(self.events)
+        while True:
+            ended = not self.running
+            try:
+                events = tail.poll()
+            except EventError as exc:
+                raise ConsoleError(f"training events unreadable: {exc}") from None
+            self._drain_output(final=ended)
+            if events:
+                yield events
+            if ended:
+                return
+            await self._pause()
+
+
+class TrainingRun(_Run):
+    """One ``litesrl train`` child process and its events file.
+
+    Its output goes to files in the run folder, not to pipes: a run left behind by a console that was
+    killed would die of a broken pipe at its next line.
+    """
+
+    def __init__(self, argv: list[str], events: Path, on_output: Callable[[str], None]) -> None:
+        super().__init__(events, on_output)
+        self.argv = argv
         self._process: asyncio.subprocess.Process | None = None
-        self._readers: list[asyncio.Task] = []
 
     @property
     def running(self) -> bool:
@@ -111,50 +190,31 @@ class TrainingRun:
         return None if self._process is None else self._process.pid
 
     async def start(self) -> None:
-        """Start the child; raises ConsoleError when it cannot be started."""
-        self.events.parent.mkdir(parents=True, exist_ok=True)
+        """Start the child and record it in the run folder (``process.json``); ConsoleError when it cannot start."""
+        folder = self.events.parent
+        folder.mkdir(parents=True, exist_ok=True)
         log.info("starting training: %s", " ".join(self.argv))
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            with open(folder / OUTPUT[0], "wb") as out, open(folder / OUTPUT[1], "wb") as err:
+                self._process = await asyncio.create_subprocess_exec(
+                    *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
         except OSError as exc:
             raise ConsoleError(f"cannot start training: {exc}") from None
-        self._readers = [asyncio.create_task(self._read(self._process.stdout, False)),
-                         asyncio.create_task(self._read(self._process.stderr, True))]
+        try:
+            RunRecord(ProcessId.of(self._process.pid), ProcessId.me(), tuple(self.argv)).write(folder)
+        except (ConsoleError, OSError) as exc:  # exited at once, or the folder is unwritable: it is not left behind
+            log.warning("training pid %d not recorded: %s", self._process.pid, exc)
 
-    async def _read(self, stream: asyncio.StreamReader | None, errors: bool) -> None:
-        assert stream is not None
-        async for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            if errors and (line.startswith("error:") or not self.last_error.startswith("error:")):
-                self.last_error = line
-            self.on_output(line)
-
-    async def follow(self) -> AsyncIterator[list[Event]]:
-        """Yield the events written since the last yield, until the child exited and the file is drained."""
+    async def _pause(self) -> None:
         assert self._process is not None, "start() first"
-        tail = EventTail(self.events)
-        while True:
-            exited = self._process.returncode is not None
-            try:
-                events = tail.poll()
-            except EventError as exc:
-                raise ConsoleError(f"training events unreadable: {exc}") from None
-            if events:
-                yield events
-            if exited:
-                return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._process.wait()), POLL_SECONDS)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._process.wait()), POLL_SECONDS)
 
     async def wait(self) -> int:
         """Wait for the child to exit (and its output to be read); returns its exit status."""
         assert self._process is not None
         code = await self._process.wait()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        self._drain_output(final=True)
         return code
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -172,3 +232,47 @@ class TrainingRun:
             except asyncio.TimeoutError:
                 log.warning("training pid %d ignored %s", process.pid, sig.name)
                 deadline = time.monotonic() + grace / 2
+
+
+class AttachedRun(_Run):
+    """A ``litesrl train`` this console did not start (an earlier console's, left running when it died),
+    followed by its recorded process and its run folder. There is no exit status for a process that is not
+    our child: :meth:`wait` reads how it ended from its events."""
+
+    def __init__(self, record: RunRecord, events: Path, on_output: Callable[[str], None]) -> None:
+        super().__init__(events, on_output)
+        self.record = record
+
+    @property
+    def running(self) -> bool:
+        """True while the recorded process lives (a reused pid is not it)."""
+        return self.record.process.alive()
+
+    @property
+    def pid(self) -> int | None:
+        """The run's pid (also its process group)."""
+        return self.record.process.pid
+
+    async def wait(self) -> int | None:
+        """Wait until the process is gone; 0 when its events end with a completed run, 1 when the run stopped
+        early (the ``run_finished`` reason becomes :attr:`last_error`), None without a ``run_finished`` event
+        (killed, or crashed)."""
+        while self.running:
+            await asyncio.sleep(POLL_SECONDS)
+        self._drain_output(final=True)
+        try:
+            finished = [event for event in EventTail(self.events).poll() if event.TYPE == "run_finished"]
+        except EventError as exc:
+            log.warning("training pid %d: %s", self.record.process.pid, exc)
+            return None
+        if not finished:
+            return None
+        if finished[-1].reason:
+            self.last_error = f"stopped early: {finished[-1].reason}"
+            return 1
+        return 0
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Interrupt the run as Ctrl-C would, then SIGTERM and SIGKILL (its whole process group)."""
+        outcome = await asyncio.to_thread(stop_group, self.record.process, grace)
+        log.info("training pid %d: %s", self.record.process.pid, outcome)

@@ -1,8 +1,12 @@
-"""Fixtures for the console tests: a real emulated cluster (real agent processes), screen text, scripted nodes."""
+"""Fixtures for the console tests: a real emulated cluster (real agent processes), screen text, scripted nodes,
+stand-ins for what a console that died leaves running."""
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +14,10 @@ from typing import Iterator
 import pytest
 from rich.console import Console
 
+from console.process_id import ProcessId
 from console.tui.backend import NodeInfo
+from console.tui.training_run import EVENTS, OUTPUT
+from tests.conftest import REPO_ROOT
 
 CLUSTER_NODES = 3
 """Agents of the shared emulated cluster (each imports torch: more would make the suite slow)."""
@@ -69,3 +76,40 @@ def cluster(_emulated_cluster, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     return home
+
+
+@pytest.fixture
+def processes():
+    """Start processes (``sleep 60`` unless told), each in a session of its own as agents and runs are; all
+    killed and reaped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv: list[str] | None = None, **options) -> subprocess.Popen:
+        process = subprocess.Popen(argv or ["sleep", "60"], start_new_session=True, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def dead(processes) -> ProcessId:
+    """A process that ran and is gone: a console that was killed."""
+    process = processes()
+    ident = ProcessId.of(process.pid)
+    process.kill()
+    process.wait()
+    return ident
+
+
+def start_stand_in(processes, folder: Path, iterations: int = 3) -> subprocess.Popen:
+    """A stand-in ``litesrl train`` writing into ``folder`` as a console launches it (output to files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / OUTPUT[0], "wb") as out, open(folder / OUTPUT[1], "wb") as err:
+        process = processes([sys.executable, "-m", "tests.console.tui.stand_in_train", str(folder / EVENTS),
+                             str(iterations)], stdout=out, stderr=err, cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    return process

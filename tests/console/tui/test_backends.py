@@ -12,6 +12,7 @@ import pytest
 from console.cluster.local import read_state
 from console.errors import ConsoleError
 from console.fleet.ssh import NodeState, NodeStatus
+from console.process_id import ProcessId
 from console.tui.agent_probe import AgentProbe, LocalAgent
 from console.tui.backend import ProfileRequest, Reading
 from console.tui.backend_local import LocalBackend
@@ -56,7 +57,7 @@ async def test_backend_adopts_the_running_cluster_and_leaves_it_running(cluster)
     await backend.start()
     assert [n.name for n in backend.nodes] == [a.name for a in state.agents]
     assert backend.nodes[0].memory_budget == 1_500_000_000 and backend.cluster_argument == "local"
-    assert not backend.started_here
+    assert not backend.owns_cluster
     updates = backend.updates(0.2)
     seen = {}
     async for item in updates:
@@ -82,7 +83,8 @@ async def test_local_n_starts_the_cluster_when_none_is_up_and_stops_it_on_close(
     await backend.start()
     try:
         state = read_state()
-        assert backend.started_here and [a.name for a in state.agents] == ["node-1", "node-2"]
+        assert backend.owns_cluster and [a.name for a in state.agents] == ["node-1", "node-2"]
+        assert state.owner == ProcessId.me()  # a later console treats it as a leftover once this one is gone
         assert all(agent.alive() for agent in state.agents)
         assert backend.title == "local emulated cluster (2 × tx2, time ×0.05)"
     finally:
