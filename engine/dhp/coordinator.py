@@ -208,8 +208,8 @@ class Coordinator(Faults):
         self._averaged_at: dict[str, int] = {}
         """Each node's completed iterations at the last averaging (what the weighted average counts from)."""
         self._next_checkpoint = first + s.checkpoint_every if s.checkpoint_every else s.iterations
-        for node in self._stage_of:
-            self.channels[node].start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
+        for channel in self.channels.values():  # spares too: an agent closes a link silent for 5 minutes
+            channel.start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
         self._t0 = time.monotonic()
         self._emit(RunStarted, mode=s.mode, policy=s.policy, stages=plan.stages, iterations=s.iterations,
                    average_every=s.average_every)
