@@ -27,6 +27,7 @@ A nodes file (``--nodes-file mixed.toml``) describes a mixed cluster::
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,9 @@ from engine.cwb.transfer import Network
 from engine.cwb.units import parse_bandwidth, parse_duration_ms, parse_size
 from engine.errors import ConfigError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10 ships no tomllib; pyproject pulls tomli there
+else:  # Python 3.10 ships no tomllib; pyproject pulls tomli there
     import tomli as tomllib
 
 
