@@ -85,7 +85,8 @@ def pretrain(recipe: Recipe, method: str, pool: ImageSet, budget_s: float, out: 
     def progress(metrics, total):
         if time.perf_counter() - last_print[0] > 60 or metrics.step == total:
             last_print[0] = time.perf_counter()
-            print(f"  {method} step {metrics.step}/{total} loss {metrics.loss:.3f} collapse {metrics.collapse_std:.4f}", flush=True)
+            print(f"  {method} step {metrics.step}/{total} loss "
+                  f"{metrics.loss:.3f} collapse {metrics.collapse_std:.4f}", flush=True)
 
     history = trainer.run(progress)
     tail = history[-20:]
@@ -116,7 +117,8 @@ def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace
         print(f"{name}: pretraining {method} for {budget_s:.0f} s", flush=True)
         run = pretrain(recipe, method, pool, budget_s, args.out / name / budget / method)
         run["probe"] = probe(labelled, recipe, args, run["checkpoint"], run["model"])
-        print(f"  {method}: " + ", ".join(f"{f:g}: {100 * statistics.mean(p['linear']):.1f} %" for f, p in run["probe"].items()), flush=True)
+        print(f"  {method}: " + ", ".join(f"{f:g}: {100 * statistics.mean(p['linear']):.1f} %" for f, p in run["probe"].items()),
+              flush=True)
         rows[method] = run
     return {"pool": len(pool), "labelled": len(labelled), "rows": rows}
 
@@ -145,13 +147,15 @@ def report(results: dict, args: argparse.Namespace) -> str:
                 lines.append(f"| {method} | {row['steps']} | {row['seconds']:.0f} | {row['loss']:.3f} | {row['collapse']:.4f} | "
                              f"{cell(scores['linear'])} | {cell(scores['knn'])} | {cell(gain, signed=True)} |")
                 random_row = scores
-            lines += [f"| random init | - | - | - | - | {cell(random_row['random_linear'])} | {cell(random_row['random_knn'])} | |", ""]
+            lines += [f"| random init | - | - | - | - | {cell(random_row['random_linear'])} "
+                      f"| {cell(random_row['random_knn'])} | |", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", default="15min", help="pretraining wall-clock budget(s) per method, comma-separated (e.g. 5min,15min,60min)")
+    parser.add_argument("--budget", default="15min", help="pretraining wall-clock budget(s) per method, "
+                                                          "comma-separated (e.g. 5min,15min,60min)")
     parser.add_argument("--datasets", nargs="+", choices=sorted(RECIPES), default=sorted(RECIPES, reverse=True))
     parser.add_argument("--methods", nargs="+", choices=OURS + BASELINES, default=list(OURS))
     parser.add_argument("--fractions", default="0.2", help="label fractions, comma-separated (paper: 0.1,0.2,0.5)")
@@ -164,7 +168,8 @@ def main() -> None:
     args.fractions = [float(f) for f in args.fractions.split(",")]
     budgets = [b.strip() for b in args.budget.split(",") if b.strip()]
     torch.set_num_threads(args.threads)
-    missing = [RECIPES[name].labelled for name in args.datasets if not (args.shared / "datasets" / RECIPES[name].labelled).is_dir()]
+    missing = [RECIPES[name].labelled for name in args.datasets
+               if not (args.shared / "datasets" / RECIPES[name].labelled).is_dir()]
     if missing:
         raise SystemExit(f"error: datasets {', '.join(missing)} not found under {args.shared / 'datasets'} (use --shared)")
     if any(m in BASELINES for m in args.methods):
@@ -174,7 +179,8 @@ def main() -> None:
             raise SystemExit("error: the baselines need lightly: pip install 'litesrl[baselines]'") from None
     results = {(name, budget): run_dataset(name, RECIPES[name], budget, args) for budget in budgets for name in args.datasets}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2, default=str) + "\n")
+    (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2,
+                                                      default=str) + "\n")
     body = report(results, args)
     print(body)
     if not args.no_write:

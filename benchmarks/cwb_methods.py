@@ -20,16 +20,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from assets import asset_path  # noqa: E402
+from benchmarks.report import write_section  # noqa: E402
 from engine.cwb import baselines  # noqa: E402
 from engine.cwb.nodes_spec import identical_nodes  # noqa: E402
 from engine.cwb.plan import Candidate, CostModel  # noqa: E402
+from engine.cwb.planner import plan_partitions  # noqa: E402
 from engine.cwb.profile_format import load_profile  # noqa: E402
 from engine.cwb.replicas import replicas_for  # noqa: E402
 from engine.cwb.search import search, smallest_partitions  # noqa: E402
 from engine.cwb.transfer import Network  # noqa: E402
 from engine.cwb.units import format_bandwidth, format_bytes, parse_bandwidth, parse_size  # noqa: E402
-from benchmarks.report import write_section  # noqa: E402
-from engine.cwb.planner import plan_partitions  # noqa: E402
 
 PROFILE = "profiles/tx2-resnet18.json"
 NODES = 6

@@ -1,4 +1,4 @@
-"""Plan time against rack size and board kinds: CWB search + replica plan + the simulated fastest plan (target: 48 boards of 4 kinds <= 2 s).
+"""Plan time (CWB search + replica plan + fastest plan) by rack size and board kinds (target: 48 boards of 4 kinds <= 2 s).
 
 One command: ``.venv/bin/python benchmarks/cwb_rack.py``. Each case runs ``engine.cwb.planner.plan_partitions``
 with ``recommend=True`` (what ``litesrl partition`` does) on the calibrated TX2 ResNet-18 profile with

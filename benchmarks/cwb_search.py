@@ -11,6 +11,7 @@ is timed once. Prints the table and appends it to BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import math
 import sys
@@ -20,11 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import write_section  # noqa: E402
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes  # noqa: E402
 from engine.cwb.plan import CostModel  # noqa: E402
 from engine.cwb.search import min_peak_memory, search  # noqa: E402
 from engine.cwb.transfer import Network  # noqa: E402
-from benchmarks.report import write_section  # noqa: E402
 from tests.engine.cwb.synthetic import paper_like_profile, random_profile  # noqa: E402
 
 TARGET_S = 1.0
@@ -76,7 +77,7 @@ def main() -> None:
     headline = None
     for label, model, nodes, partitions in cases():
         result = search(model, nodes, partitions)
-        seconds = best_cpu_seconds(lambda: search(model, nodes, partitions), args.repeats)
+        seconds = best_cpu_seconds(functools.partial(search, model, nodes, partitions), args.repeats)
         headline = seconds if headline is None else headline
         rows.append(
             f"| {label} | {result.feasible_count:,} | {result.orders_searched} | "

@@ -150,7 +150,8 @@ async def measure(job: Job, iterations: int, average_every: int, state: local.Cl
 
     train = TrainJob(cluster="local", mode=job.mode, policy=job.policy, overlap=job.overlap, iterations=iterations,
                      average_every=average_every, backbone=job.backbone, cut_after=job.cut_after,
-                     replicas=job.replicas if job.mode == "dynamic" else (), emulate_time=True, out=out / f"{job.backbone}-{job.label.replace(' ', '-')}")
+                     replicas=job.replicas if job.mode == "dynamic" else (), emulate_time=True,
+                     out=out / f"{job.backbone}-{job.label.replace(' ', '-')}")
     outcome = await run_training(train, on_plan=on_plan)
     result, scale = outcome.result, outcome.time_scale
     if result.reason:

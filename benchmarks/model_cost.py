@@ -66,7 +66,8 @@ def measure(variant: str, args: argparse.Namespace) -> dict:
             times.append(time.perf_counter() - start)
     params = sum(p.numel() for p in model.parameters())
     state_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * 3  # weights, grads, momentum
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"variant": variant, "params": params, "step_s": statistics.median(times),
             "state_mb": (state_bytes + sum(saved.values())) / 2**20, "peak_mb": peak / 2**20, "device": str(device)}
 
@@ -94,15 +95,18 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, *child_args, "--child", variant],
                                  capture_output=True, text=True, check=True, cwd=REPO)
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    rows = {v: {k: statistics.median(r[k] for r in rs) if k != "variant" and k != "device" else rs[0][k] for k in rs[0]} for v, rs in runs.items()}
+    rows = {v: {k: statistics.median(r[k] for r in rs) if k != "variant" and k != "device" else rs[0][k] for k in rs[0]}
+            for v, rs in runs.items()}
     lite, sim = rows["litesrl"], rows["simsiam"]
     table = [
         "| model | parameters | training state MB (exact) | peak memory MB (measured) | step time s |",
         "|---|---:|---:|---:|---:|",
     ]
     for name, row in (("Lite-SRL", lite), ("SimSiam configuration", sim)):
-        table.append(f"| {name} | {row['params'] / 1e6:.2f} M | {row['state_mb']:.0f} | {row['peak_mb']:.0f} | {row['step_s']:.3f} |")
-    ratios = (lite["params"] / sim["params"], lite["state_mb"] / sim["state_mb"], lite["peak_mb"] / sim["peak_mb"], lite["step_s"] / sim["step_s"])
+        table.append(f"| {name} | {row['params'] / 1e6:.2f} M | {row['state_mb']:.0f} "
+                     f"| {row['peak_mb']:.0f} | {row['step_s']:.3f} |")
+    ratios = (lite["params"] / sim["params"], lite["state_mb"] / sim["state_mb"], lite["peak_mb"] / sim["peak_mb"],
+              lite["step_s"] / sim["step_s"])
     table.append(f"| ratio Lite-SRL / SimSiam | {ratios[0]:.2f}x | {ratios[1]:.2f}x | {ratios[2]:.2f}x | {ratios[3]:.2f}x |")
     met = ratios[0] <= TARGET_PARAMS and ratios[1] < 1 and ratios[2] < 1 and ratios[3] < 1
     verdict = (f"Target <= {TARGET_PARAMS}x the parameters, lower memory and step time: {'met' if met else 'NOT met'}.")

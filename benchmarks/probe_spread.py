@@ -40,7 +40,8 @@ def main() -> None:
     sections = []
     for linear in ("adam", "logreg"):
         started = time.perf_counter()
-        result = run_protocol(images, EvalConfig(image_size=64, linear=linear), fractions, args.seeds, args.checkpoint, None, ModelConfig())
+        result = run_protocol(images, EvalConfig(image_size=64, linear=linear), fractions, args.seeds, args.checkpoint, None,
+                              ModelConfig())
         seconds = time.perf_counter() - started
         sections.append(f"Probe `{linear}` ({seconds:.0f} s for features + {len(fractions) * args.seeds} probe fits, "
                         f"load average {os.getloadavg()[0]:.1f}):\n\n" + protocol_markdown(result))

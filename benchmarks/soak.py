@@ -26,9 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from report import write_section  # noqa: E402
+
 import psutil  # noqa: E402
 from dhp_tables import BANDWIDTH, MEMORY, emulation_report  # noqa: E402
-from report import write_section  # noqa: E402
 
 from console.cluster import local  # noqa: E402
 from console.cluster.training import TrainJob, run_training  # noqa: E402

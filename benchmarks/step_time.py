@@ -66,7 +66,8 @@ def lightly_loop(images: ImageSet, args: argparse.Namespace) -> tuple[float, flo
     criterion = NegativeCosineSimilarity()
     params = [*backbone.parameters(), *projection.parameters(), *prediction.parameters()]
     optimizer = torch.optim.SGD(params, lr=scaled_lr(0.05, args.batch_size), momentum=0.9, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(_PIL(images.images, SimSiamTransform(input_size=args.image_size)), batch_size=args.batch_size,
+    loader = torch.utils.data.DataLoader(_PIL(images.images, SimSiamTransform(input_size=args.image_size)),
+                                         batch_size=args.batch_size,
                                          shuffle=True, drop_last=True, num_workers=1, persistent_workers=True)
     step_times, marks = [], []
     done = 0

@@ -69,7 +69,8 @@ def load_encoder(checkpoint: str | None, model_config: ModelConfig, seed: int) -
     return model, _normalisation(data), f"{checkpoint} (step {data.get('step', '?')})"
 
 
-def load_backbone(checkpoint: str | None, model_config: ModelConfig, seed: int) -> tuple[nn.Sequential, Normalisation | None, str, ModelConfig]:
+def load_backbone(checkpoint: str | None, model_config: ModelConfig,
+                  seed: int) -> tuple[nn.Sequential, Normalisation | None, str, ModelConfig]:
     """The backbone of any litesrl checkpoint (pretraining, baseline or classifier: all store it under
     ``backbone.``), or a random-init one seeded by ``seed``; with its normalisation, a display name
     and its model config."""
@@ -83,7 +84,8 @@ def load_backbone(checkpoint: str | None, model_config: ModelConfig, seed: int) 
     try:
         backbone.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {checkpoint} holds no backbone of its own model config: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint {checkpoint} holds no backbone of "
+                              f"its own model config: {str(exc).splitlines()[0]}") from None
     return backbone, _normalisation(data), f"{checkpoint} ({data.get('kind', 'pretrain')}, step {data.get('step', '?')})", config
 
 
@@ -136,7 +138,8 @@ def evaluate(
     if test_images is not None:
         check_classes(images, test_images)
     train_idx, test_idx = split(images, test_images, config)
-    backbone, norm, name, _ = load_backbone(checkpoint, model_config or ModelConfig(in_channels=images.images.shape[1]), config.seed)
+    backbone, norm, name, _ = load_backbone(checkpoint, model_config or ModelConfig(in_channels=images.images.shape[1]),
+                                            config.seed)
     check_channels(backbone, images)
     mean, std = norm if norm is not None else channel_stats(images.images)
     target = resolve_device(device)
@@ -153,7 +156,8 @@ def evaluate(
         with torch.no_grad():
             predicted = head(features).argmax(dim=1)
         if config.knn_k:
-            knn = float((knn_predict(train_x, train.labels, features, len(images.classes), config.knn_k) == test.labels).float().mean())
+            knn = float((knn_predict(train_x, train.labels, features, len(images.classes),
+                                     config.knn_k) == test.labels).float().mean())
     else:
         tuned = finetune_classifier(copy.deepcopy(backbone), train, len(images.classes), mean, std, config, target, on_progress)
         backbone, head = tuned[0], tuned[1]  # type: ignore[assignment]
@@ -182,18 +186,20 @@ def prepare(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: i
 
 
 @torch.no_grad()
-def run_module(module: nn.Module, images: torch.Tensor, mean, std, size: int, device: torch.device, batch: int = 128) -> torch.Tensor:
+def run_module(module: nn.Module, images: torch.Tensor, mean, std, size: int, device: torch.device,
+               batch: int = 128) -> torch.Tensor:
     """Outputs of ``module`` in eval mode (BN uses its running statistics) for uint8 ``images``,
     batched, on ``device``, returned on CPU."""
     module.eval()
-    outputs = [module(prepare(images[i : i + batch], mean, std, size).to(device)).float().cpu() for i in range(0, len(images), batch)]
+    outputs = [module(prepare(images[i : i + batch], mean, std, size).to(device)).float().cpu()
+               for i in range(0, len(images), batch)]
     return torch.cat(outputs)
 
 
 def score(predicted, truth, classes, config: EvalConfig, encoder_name: str, train_count: int, features) -> EvalResult:
     k = len(classes)
     matrix = torch.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
-    per_class = {name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(classes)}
+    per_class = {name: float(matrix[i, i] / matrix[i].sum().clamp(min=1)) for i, name in enumerate(classes)}
     return EvalResult(
         mode=config.mode,
         overall_accuracy=float((predicted == truth).float().mean()),

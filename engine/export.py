@@ -61,7 +61,8 @@ def exportable(checkpoint: str | Path) -> Exportable:
     data = load_checkpoint(checkpoint)
     if data.get("kind") == CLASSIFIER:
         classifier, classes, preprocess, config = load_classifier(checkpoint)
-        return Exportable(classifier, config, torch.tensor(preprocess.mean), torch.tensor(preprocess.std), preprocess.image_size, classes)
+        return Exportable(classifier, config, torch.tensor(preprocess.mean), torch.tensor(preprocess.std), preprocess.image_size,
+                          classes)
     backbone, norm, _, config = load_backbone(str(checkpoint), ModelConfig(), 0)
     if norm is None:
         raise ConfigError(f"{checkpoint} stores no input normalisation; export a checkpoint written by litesrl pretrain or eval")
@@ -74,7 +75,8 @@ def torchvision_state_dict(item: Exportable) -> dict[str, torch.Tensor]:
     ``fc`` removed (``model.fc = nn.Identity()``), a classifier loads whole (its head becomes ``fc``)."""
     config = item.model_config
     if config.stem != "imagenet" or config.in_channels != 3:
-        raise ConfigError(f"the torchvision format needs the imagenet stem and 3 input channels (this encoder: {config.stem} stem, "
+        raise ConfigError("the torchvision format needs the imagenet stem and "
+                          f"3 input channels (this encoder: {config.stem} stem, "
                           f"{config.in_channels} channel(s)); export torchscript or onnx instead")
     state = item.network.state_dict()
     renamed = {}
@@ -115,7 +117,8 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
         "input": f"float32 (N, {channels}, {item.image_size}, {item.image_size}) in [0, 1]"
                  + ("" if fmt != "torchvision" else ", then normalised with mean/std"),
         "normalisation_built_in": fmt != "torchvision", "mean": item.mean.tolist(), "std": item.std.tolist(),
-        "output": f"logits over classes (N, {len(item.classes)})" if item.classes else f"features (N, {item.model_config.feature_dim})",
+        "output": (f"logits over classes (N, {len(item.classes)})" if item.classes
+                   else f"features (N, {item.model_config.feature_dim})"),
         "classes": item.classes, "onnx_opset": ONNX_OPSET if fmt == "onnx" else None,
     })
     return out

@@ -56,11 +56,12 @@ class OptimConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OptimConfig":
+    def from_dict(cls, data: dict[str, Any]) -> OptimConfig:
         """Rebuild from ``to_dict``; ConfigError for a missing or unknown key."""
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) != names:
-            raise ConfigError(f"optimiser settings need exactly the keys {sorted(names)}, got {sorted(data) if isinstance(data, dict) else data!r}")
+            raise ConfigError(f"optimiser settings need exactly the keys {sorted(names)}, "
+                              f"got {sorted(data) if isinstance(data, dict) else data!r}")
         return cls(**data)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Literal
+from typing import Literal
 
 import torch
 
@@ -30,7 +30,7 @@ class MixedPrecision:
         self.device = device
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager:
         """The context the forward pass (and loss) runs in."""
         if self.precision == "fp32":
             return contextlib.nullcontext()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -52,7 +52,8 @@ def gather_files(inputs: Sequence[Path]) -> list[Path]:
     return files
 
 
-def _pieces(path: Path, preprocess: Preprocess, tile: int | None, stride: int | None) -> Iterator[tuple[int | None, int | None, torch.Tensor]]:
+def _pieces(path: Path, preprocess: Preprocess, tile: int | None,
+            stride: int | None) -> Iterator[tuple[int | None, int | None, torch.Tensor]]:
     """(tile_y, tile_x, uint8 (C, load_size, load_size)) of a file: itself, or its tiles."""
     if tile is None:
         image = read_image(path, preprocess.modality, min_side=preprocess.load_size)
@@ -88,7 +89,8 @@ def predict(
     def flush() -> None:
         batch = torch.stack([item[3] for item in pending])  # (B, C, L, L) uint8
         if preprocess.centre_crop:
-            batch = ImageSet(batch, torch.zeros(len(batch), dtype=torch.long), [], classes, preprocess.modality).centre(preprocess.centre_crop).images
+            batch = ImageSet(batch, torch.zeros(len(batch), dtype=torch.long), [], classes,
+                             preprocess.modality).centre(preprocess.centre_crop).images
         probabilities = classifier(prepare(batch, mean, std, preprocess.image_size).to(device)).float().softmax(dim=1).cpu()
         for (path, y, x, _), row in zip(pending, probabilities):
             best = int(row.argmax())

@@ -7,9 +7,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -81,7 +81,7 @@ class PretrainConfig:
                            fix_predictor_lr=self.fix_predictor_lr)
 
     @classmethod
-    def with_optim(cls, optim: OptimConfig, **rest) -> "PretrainConfig":
+    def with_optim(cls, optim: OptimConfig, **rest) -> PretrainConfig:
         """The config whose ``optim`` is ``optim``; ``rest`` gives the other fields."""
         return cls(batch_size=optim.batch_size, steps=optim.total_steps, base_lr=optim.base_lr, momentum=optim.momentum,
                    weight_decay=optim.weight_decay, warmup_steps=optim.warmup_steps,
@@ -91,7 +91,7 @@ class PretrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PretrainConfig":
+    def from_dict(cls, data: dict) -> PretrainConfig:
         data = dict(data)
         data["model"] = ModelConfig.from_dict(data["model"])
         augment = dict(data["augment"])
@@ -186,7 +186,8 @@ class Pretrainer:
         data = load_checkpoint(self.checkpoint_path, map_location=self.device)
         stored = PretrainConfig.from_dict(data["pretrain_config"])
         if replace(stored, steps=self.config.steps) != self.config:
-            raise CheckpointError(f"{self.checkpoint_path} was written with other settings; resume with the same flags or use a new --out")
+            raise CheckpointError(f"{self.checkpoint_path} was written with other "
+                                  "settings; resume with the same flags or use a new --out")
         self.config = stored if self.options.time_budget else replace(stored, steps=self.config.steps)
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])

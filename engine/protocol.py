@@ -190,7 +190,8 @@ def protocol_markdown(result: ProtocolResult) -> str:
     linear = "fine-tuned" if result.mode == "finetune" else f"linear ({result.config['linear']})"
     lines = []
     for table in result.tables:
-        lines += [f"**{table.fraction:.0%} of the training labels** ({table.train_images[0]} training / {table.test_images[0]} test "
+        lines += [f"**{table.fraction:.0%} of the training labels** "
+                  f"({table.train_images[0]} training / {table.test_images[0]} test "
                   f"images, {len(result.seeds)} splits, mean ± std %)", "",
                   f"| encoder | {linear} | kNN (k={result.config['knn_k']}) | {linear} per split |", "|---|---:|---:|---|"]
         lines += [f"| {' | '.join(row)} |" for row in table_rows(result, table)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-
 from torchvision.transforms import v2
 
 
@@ -30,7 +29,8 @@ def batch_indices(num_images: int, batch_size: int, step: int, seed: int) -> tor
 class TwoViewBatches(Dataset):
     """Item ``k`` is the (2B, C, S, S) batch of step ``start_step + k``: view a stacked over view b."""
 
-    def __init__(self, images: torch.Tensor, transform: v2.Transform, batch_size: int, seed: int, start_step: int, total_steps: int) -> None:
+    def __init__(self, images: torch.Tensor, transform: v2.Transform, batch_size: int, seed: int, start_step: int,
+                 total_steps: int) -> None:
         if images.shape[0] < batch_size:
             raise ValueError(f"{images.shape[0]} images cannot fill a batch of {batch_size}")
         self.images = images

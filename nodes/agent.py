@@ -168,7 +168,8 @@ class NodeAgent:
                     await send_op(conn, Op.PONG, message.header)
                 elif message.op in CONTROL_OPS or message.op is Op.ATTACH:
                     if conn.role != "coordinator":
-                        raise ProtocolError(f"{message.op.value} needs the coordinator role; {conn.peer} authenticated as {conn.role}")
+                        raise ProtocolError(f"{message.op.value} needs the coordinator "
+                                            f"role; {conn.peer} authenticated as {conn.role}")
                     if message.op is Op.ATTACH:
                         await self._attach(conn, message)
                         continue

@@ -32,7 +32,7 @@ class LatestSample:
                 choice = await open_best_source(self.interval)
                 self._source, self.source_name = choice.source, choice.source.name
                 log.info("telemetry source: %s", choice.describe())
-                self._task = asyncio.get_running_loop().create_task(self._read())
+                self._task = asyncio.get_running_loop().create_task(self._read(choice.source))
         if self._latest is None:
             try:
                 await asyncio.wait_for(self._fresh.wait(), timeout)
@@ -42,9 +42,9 @@ class LatestSample:
             raise TelemetryError(f"telemetry source {self.source_name} stopped")
         return self._latest
 
-    async def _read(self) -> None:
+    async def _read(self, source: TelemetrySource) -> None:
         try:
-            async for sample in self._source.samples():
+            async for sample in source.samples():
                 self._latest = sample
                 self._fresh.set()
         except TelemetryError as exc:

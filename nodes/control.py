@@ -6,7 +6,8 @@ its frame type is a :class:`ProtocolError`, so a confused or hostile peer is cut
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ class PeerPool:
                     conn.close()
                     conn = None
                 fresh = conn is None or conn.closed
-                if fresh:
+                if fresh or conn is None:  # (fresh already covers None: spelled out for the type checker)
                     conn = await connect(host, port, self._secret, self._timeout, expect=node, protect=self._protect)
                     self._conns[key] = conn
                     log.debug("opened a data connection to %s:%d", host, port)

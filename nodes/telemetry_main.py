@@ -14,8 +14,8 @@ import contextlib
 import json
 import shlex
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from nodes.errors import TelemetryError
 from nodes.telemetry.json_form import sample_to_json

@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from engine.cwb.profile_format import Profile, load_profile, save_profile  # noqa: E402
 from engine.cwb.data_time import measure_data_ms  # noqa: E402
+from engine.cwb.profile_format import Profile, load_profile, save_profile  # noqa: E402
 from engine.cwb.profiler import ProfilerConfig, measure_memory, profile_model  # noqa: E402
 from engine.io import atomic_write_text  # noqa: E402
 from engine.model import ModelConfig  # noqa: E402
@@ -187,7 +187,8 @@ def main() -> None:
         cpu[backbone] = Profile(replace(scaled.settings, device=label), scaled.layers, data_ms * target.batch_size)
         written.append(save_profile(cpu[backbone], OUT / f"cpu-{backbone}.json"))
     factors = [sum(pair) / len(pair) / ms for pair, ms in zip(TABLE5_NODE_MS, group_ms(cpu["resnet18"]))]
-    device = f"{TX2[1]} (derived: CPU x per-partition factors {'/'.join(f'{f:.3f}' for f in factors)}, see assets/profiles/README.md)"
+    device = (f"{TX2[1]} (derived: CPU x per-partition factors {'/'.join(f'{f:.3f}' for f in factors)}, "
+              "see assets/profiles/README.md)")
     for backbone in TARGET_BATCH:
         tx2[backbone] = calibrate(cpu[backbone], factors, PAPER_MEMORY_MB[backbone], device)
         written.append(save_profile(tx2[backbone], OUT / f"{TX2[0]}-{backbone}.json"))

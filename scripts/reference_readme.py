@@ -6,6 +6,24 @@ import datetime
 import os
 import platform
 
+from make_reference_profiles import (
+    BOARDS,
+    CHECK_BATCH,
+    DATA_BATCH,
+    GROUPS,
+    IMAGE,
+    MEASURE_BATCH,
+    PAPER_BUDGET,
+    PAPER_MEMORY_MB,
+    PAPER_NODES,
+    PAPER_POINTS,
+    TABLE5_NODE_MS,
+    TABLE7_MS,
+    TX2,
+    group_ms,
+    group_of,
+)
+
 import torch
 
 from engine.cwb.nodes_spec import identical_nodes
@@ -13,10 +31,6 @@ from engine.cwb.plan import CostModel
 from engine.cwb.profile_format import Profile
 from engine.cwb.search import search, smallest_partitions
 from engine.cwb.transfer import Network
-from make_reference_profiles import (
-    BOARDS, CHECK_BATCH, DATA_BATCH, GROUPS, IMAGE, MEASURE_BATCH, PAPER_BUDGET, PAPER_MEMORY_MB, PAPER_NODES,
-    PAPER_POINTS, TABLE5_NODE_MS, TABLE7_MS, TX2, group_ms, group_of,
-)
 
 GIGABIT = 125e6  # bytes/s: the paper's 1 Gbit/s switch
 
@@ -135,7 +149,8 @@ def time_section(device, measured, cpu, tx2, factors, data_ms, linearity, page_f
         "| paper partition (our units) | CPU ms at batch 64 | Table 5 ms per node (two nodes) | mean | factor |",
         "|---|---:|---:|---:|---:|",
     ]
-    for label, points, group, pair, ms, factor in zip(("P1", "P2", "P3"), PAPER_POINTS, GROUPS, TABLE5_NODE_MS, cpu_groups, factors):
+    for label, points, group, pair, ms, factor in zip(("P1", "P2", "P3"), PAPER_POINTS, GROUPS, TABLE5_NODE_MS, cpu_groups,
+                                                      factors):
         lines.append(f"| {label} {points} ({group}) | {ms:.0f} | {pair[0]} / {pair[1]} | {sum(pair) / 2:.0f} | {factor:.4f} |")
     lines += [
         "",

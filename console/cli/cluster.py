@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -33,13 +33,18 @@ def register(app: typer.Typer) -> None:
 def up(
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Number of emulated boards.")] = 6,
     profile: Annotated[str, typer.Option(help="Board profile they emulate (tx2, xavier-nx, orin) or a profile .json.")] = "tx2",
-    time_scale: Annotated[float, typer.Option(help="Multiply every emulated time (0.2 = five times faster than the board).")] = DEFAULT_TIME_SCALE,
+    time_scale: Annotated[float, typer.Option(help="Multiply every emulated time (0.2 = "
+                                                   "five times faster than the board).")] = DEFAULT_TIME_SCALE,
     bandwidth: Annotated[str, typer.Option(help="Emulated link between boards, e.g. 1Gbit.")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Emulated per-message latency, e.g. 0.5ms.")] = "0ms",
-    memory_per_node: Annotated[str, typer.Option(help="Memory budget of each board (the paper's 3 GB per TX2; its GB are GiB).")] = DEFAULT_MEMORY,
-    memory_accounting: Annotated[str, typer.Option(help="How CWB counts a stage against it: paper (5.1: every layer's input and output, 7.6 GB for ResNet-18) or exact (what training keeps, 3.0 GB).")] = DEFAULT_ACCOUNTING,
-    speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speed per node relative to the profile (default all 1).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Dataset folder the boards read (default: a small synthetic one).")] = None,
+    memory_per_node: Annotated[str, typer.Option(help="Memory budget of each board (the "
+                                                      "paper's 3 GB per TX2; its GB are GiB).")] = DEFAULT_MEMORY,
+    memory_accounting: Annotated[str, typer.Option(
+        help="How CWB counts a stage against it: paper (5.1: every layer's input and "
+             "output, 7.6 GB for ResNet-18) or exact (what training keeps, 3.0 GB).")] = DEFAULT_ACCOUNTING,
+    speeds: Annotated[str | None, typer.Option(help="Comma-separated speed per node relative "
+                                                    "to the profile (default all 1).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder the boards read (default: a small synthetic one).")] = None,
     # Hidden: the console's way of starting a cluster it owns, not an operator's option.
     owner_pid: Annotated[int | None, typer.Option(hidden=True, help="The console that owns the cluster.")] = None,
     as_json: JsonOpt = False,

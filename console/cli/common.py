@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -44,7 +44,8 @@ def load_dataset(paths: Sequence[Path], modality: str, size: int, labelled: bool
         classes, records = [], scan_unlabelled(paths)
     with progress_bar(transient=True) as progress:
         task = progress.add_task("reading images", total=len(records), info="")
-        images = load_images(records, modality, size, classes, on_progress=lambda done, total: progress.update(task, completed=done))
+        images = load_images(records, modality, size, classes,
+                             on_progress=lambda done, total: progress.update(task, completed=done))
     if images.skipped:
         console.print(f"[yellow]warning:[/] skipped {len(images.skipped)} unreadable file(s):")
         for skipped in images.skipped[:10]:

@@ -34,7 +34,8 @@ def synth(
         raise ConsoleError(f"unknown modality {modality!r}; choose optical or sar")
     with progress_bar(transient=True) as progress:
         task = progress.add_task("generating", total=per_class * classes, info="")
-        generate(out, modality, per_class, size, seed, classes, on_progress=lambda done, total: progress.update(task, completed=done))
+        generate(out, modality, per_class, size, seed, classes,
+                 on_progress=lambda done, total: progress.update(task, completed=done))
     console.print(f"wrote {per_class * classes} {modality} images in {classes} classes to {out}")
 
 

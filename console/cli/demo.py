@@ -24,7 +24,8 @@ def demo(
     average_every: Annotated[int, typer.Option(min=0, help="Replica averaging period (the paper: 100).")] = 20,
 ) -> None:
     """Run profile -> partition -> dynamic training -> report -> evaluation, on an emulated cluster."""
-    from console.cli.cluster import down as cluster_down, up as cluster_up
+    from console.cli.cluster import down as cluster_down
+    from console.cli.cluster import up as cluster_up
     from console.cli.data import synth
     from console.cli.evaluate import evaluate_command
     from console.cli.partition import partition_command

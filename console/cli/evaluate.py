@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -31,28 +31,42 @@ def parse_fractions(text: str) -> list[float]:
 
 def evaluate_command(
     data: Annotated[Path, typer.Option("--data", help="Labelled image folder: DIR/<class>/<image>.")],
-    test_data: Annotated[Optional[Path], typer.Option("--test-data", help="Separate labelled test folder (same classes): train on --data, score here (MSTAR SOC: 17 deg / 15 deg).")] = None,
+    test_data: Annotated[Path | None, typer.Option(
+        "--test-data", help="Separate labelled test folder (same classes): train "
+                            "on --data, score here (MSTAR SOC: 17 deg / 15 deg).")] = None,
     mode: Annotated[str, typer.Option(help="freeze (probes on fixed features) or finetune.")] = "freeze",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Pretrained checkpoint; omit for the random-init baseline.")] = None,
-    baseline: Annotated[Optional[Path], typer.Option(help="Checkpoint compared per split when several splits run (default: random init).")] = None,
-    modality: Annotated[Optional[str], typer.Option(help="optical or sar (default: the checkpoint's).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Pretrained checkpoint; omit for the random-init baseline.")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="Checkpoint compared per split when "
+                                                       "several splits run (default: random init).")] = None,
+    modality: Annotated[str | None, typer.Option(help="optical or sar (default: the checkpoint's).")] = None,
     backbone: Annotated[str, typer.Option(help="Backbone of the random-init baseline.")] = "resnet18",
     stem: Annotated[str, typer.Option(help="Stem of the random-init baseline.")] = "imagenet",
-    train_fraction: Annotated[Optional[str], typer.Option(help="Share(s) of each class used as labelled training data, e.g. 0.1,0.2,0.5: one table each (default 0.2; all of --data with --test-data).")] = None,
+    train_fraction: Annotated[str | None, typer.Option(
+        help="Share(s) of each class used as labelled training data, e.g. 0.1,0.2,0.5: "
+             "one table each (default 0.2; all of --data with --test-data).")] = None,
     seeds: Annotated[int, typer.Option(help="Label splits per fraction (mean ± std, paired difference against --baseline).")] = 1,
     split: Annotated[str, typer.Option(help="stratified, or block (contiguous file blocks; for MSTAR).")] = "stratified",
     block_size: Annotated[int, typer.Option(help="Files per block with --split block.")] = 10,
-    image_size: Annotated[Optional[int], typer.Option(help="Encoder input side (default: the checkpoint's view size, else 64).")] = None,
-    load_size: Annotated[Optional[int], typer.Option(help="Side images are decoded at before --centre-crop (default: the encoder input side).")] = None,
-    centre_crop: Annotated[Optional[int], typer.Option("--centre-crop", help="Keep the central N px of each loaded image (MSTAR: 80 of 128, the target without clutter).")] = None,
-    linear: Annotated[str, typer.Option(help="Linear probe: logreg (L2 logistic regression to convergence, strength by cross-validation) or adam (the earlier fixed-epoch probe).")] = "logreg",
+    image_size: Annotated[int | None, typer.Option(help="Encoder input side (default: the "
+                                                        "checkpoint's view size, else 64).")] = None,
+    load_size: Annotated[int | None, typer.Option(help="Side images are decoded at before --centre-crop "
+                                                       "(default: the encoder input side).")] = None,
+    centre_crop: Annotated[int | None, typer.Option(
+        "--centre-crop", help="Keep the central N px of each loaded image "
+                              "(MSTAR: 80 of 128, the target without clutter).")] = None,
+    linear: Annotated[str, typer.Option(help="Linear probe: logreg (L2 logistic regression to convergence, strength "
+                                             "by cross-validation) or adam (the earlier fixed-epoch probe).")] = "logreg",
     knn: Annotated[int, typer.Option(help="Neighbours of the kNN probe (0: none).")] = 20,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs of the adam probe or of fine-tuning (default 200 freeze, 30 finetune).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the adam probe or of fine-tuning "
+                                                    "(default 200 freeze, 30 finetune).")] = None,
     batch_size: Annotated[int, typer.Option(help="Mini-batch of the adam probe and fine-tuning.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the classifier (adam probe, fine-tuning).")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed of the (first) split and the classifier.")] = 0,
-    save_classifier: Annotated[Optional[Path], typer.Option("--save-classifier", help="Write the trained classifier (encoder + head + classes + preprocessing) here, for `litesrl predict` and `litesrl export`.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for results.json, confusion.txt/.png, tsne.png (protocol: protocol.md).")] = Path("runs/eval"),
+    save_classifier: Annotated[Path | None, typer.Option(
+        "--save-classifier", help="Write the trained classifier (encoder + head + classes + "
+                                  "preprocessing) here, for `litesrl predict` and `litesrl export`.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results.json, confusion.txt/.png, "
+                                           "tsne.png (protocol: protocol.md).")] = Path("runs/eval"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="Draw the t-SNE of test features.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
@@ -77,7 +91,8 @@ def evaluate_command(
         raise ConsoleError("--save-classifier takes one --train-fraction and --seeds 1 (one classifier)")
     size = image_size or pretrain.get("augment", {}).get("size") or 64
     config = EvalConfig(mode=mode, train_fraction=fractions[0], split=split, block_size=block_size, seed=seed, image_size=size,
-                        linear=linear, knn_k=knn, epochs=epochs or (200 if mode == "freeze" else 30), batch_size=batch_size, lr=lr)
+                        linear=linear, knn_k=knn, epochs=epochs or (200 if mode == "freeze" else 30), batch_size=batch_size,
+                        lr=lr)
     images = _load(data, modality, load_size or size, centre_crop, strict)
     test_images = _load(test_data, modality, load_size or size, centre_crop, strict) if test_data else None
     random_init = ModelConfig(backbone=backbone, in_channels=1 if modality == "sar" else 3, stem=stem)
@@ -90,7 +105,8 @@ def evaluate_command(
     with progress_bar(transient=True) as progress:
         task = progress.add_task(mode, total=config.epochs, info="")
         result = evaluate(images, config, str(checkpoint) if checkpoint else None, random_init, device,
-                          on_progress=lambda what, done, total: progress.update(task, description=what, completed=done, total=total),
+                          on_progress=lambda what, done, total: progress.update(
+                              task, description=what, completed=done, total=total),
                           test_images=test_images)
     payload = result.to_json() | sources
     atomic_write_json(out / "results.json", payload)
@@ -106,7 +122,8 @@ def _load(path: Path, modality: str, size: int, centre_crop: int | None, strict:
     return images.centre(centre_crop) if centre_crop else images
 
 
-def _protocol(images, test_images, config, fractions, seeds, checkpoint, baseline, random_init, device, out, sources, as_json) -> None:
+def _protocol(images, test_images, config, fractions, seeds, checkpoint, baseline, random_init, device, out, sources,
+              as_json) -> None:
     from engine.io import atomic_write_json, atomic_write_text
     from engine.protocol import protocol_markdown, run_protocol, table_rows
 
@@ -156,7 +173,8 @@ def _report(result, out: Path, tsne: bool, seed: int) -> None:
     atomic_write_text(out / "confusion.txt", confusion_text(matrix, result.classes))
     confusion_matrix_png(matrix, result.classes, out / "confusion.png", title)
     if tsne and result.test_features is not None:
-        tsne_png(result.test_features, result.test_labels, result.classes, out / "tsne.png", f"t-SNE of test features ({result.mode})", seed)
+        tsne_png(result.test_features, result.test_labels, result.classes, out / "tsne.png",
+                 f"t-SNE of test features ({result.mode})", seed)
     table = Table(title=f"{result.mode} evaluation of {result.encoder}")
     table.add_column("class")
     table.add_column("accuracy", justify="right")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,9 +15,11 @@ def register(app: typer.Typer) -> None:
 
 
 def export_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Pretraining checkpoint (exports the backbone) or classifier checkpoint (the whole classifier).")],
-    fmt: Annotated[str, typer.Option("--format", help="torchvision (state dict for torchvision.models.resnetNN), torchscript, or onnx (opset 17; needs litesrl[export]).")] = "torchscript",
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint, .pth / .pt / .onnx).")] = None,
+    checkpoint: Annotated[Path, typer.Argument(help="Pretraining checkpoint (exports the backbone) "
+                                                    "or classifier checkpoint (the whole classifier).")],
+    fmt: Annotated[str, typer.Option("--format", help="torchvision (state dict for torchvision.models.resnetNN), "
+                                                      "torchscript, or onnx (opset 17; needs litesrl[export]).")] = "torchscript",
+    out: Annotated[Path | None, typer.Option(help="Output file (default: beside the checkpoint, .pth / .pt / .onnx).")] = None,
 ) -> None:
     """Write CHECKPOINT in a deployable format, with a .json beside it describing input, normalisation and output."""
     from engine.export import SUFFIX, export

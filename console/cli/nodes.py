@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -34,11 +35,11 @@ nodes_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-InventoryOpt = Annotated[Optional[Path], typer.Option(
+InventoryOpt = Annotated[Path | None, typer.Option(
     "--inventory", "-i", help="Inventory TOML (default: $LITESRL_INVENTORY, else ~/.config/litesrl/inventory.toml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts instead of tables.")]
-NodesArg = Annotated[Optional[list[str]], typer.Argument(help="Node names (default: every node).", show_default=False)]
-TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Only nodes carrying this tag (repeatable).")]
+NodesArg = Annotated[list[str] | None, typer.Argument(help="Node names (default: every node).", show_default=False)]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only nodes carrying this tag (repeatable).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -97,7 +98,8 @@ def check(nodes: NodesArg = None, tag: TagOpt = None, inventory: InventoryOpt = 
 @nodes_app.command()
 def trust(
     node: Annotated[str, typer.Argument(help="Node whose SSH host key to trust.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Trust without asking (scripts; check the fingerprint another way).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Trust without asking (scripts; "
+                                                          "check the fingerprint another way).")] = False,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -154,8 +156,8 @@ def secret(
 def bundle(
     machine: Annotated[str, typer.Option(help="The boards' machine (uname -m): aarch64 for Jetsons.")] = "aarch64",
     python: Annotated[str, typer.Option(help="The boards' Python version (3.10 on JetPack 6).")] = "3.10",
-    index_url: Annotated[Optional[str], typer.Option(help="Package index to download from (default: pip's).")] = None,
-    find_links: Annotated[Optional[Path], typer.Option(help="Also take wheels from this folder (a local mirror).")] = None,
+    index_url: Annotated[str | None, typer.Option(help="Package index to download from (default: pip's).")] = None,
+    find_links: Annotated[Path | None, typer.Option(help="Also take wheels from this folder (a local mirror).")] = None,
     no_index: Annotated[bool, typer.Option("--no-index", help="Use only --find-links, no index.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -248,14 +250,14 @@ def start(
 @nodes_app.command()
 def profile(
     node: Annotated[str, typer.Argument(help="Node to measure the profile on (its own torch and GPU).")],
-    out: Annotated[Optional[Path], typer.Option(help="Where to keep the profile here (default: the measured "
+    out: Annotated[Path | None, typer.Option(help="Where to keep the profile here (default: the measured "
                                                      "profiles folder, where train and the console find it).")] = None,
     backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50.")] = "resnet18",
     batch_size: Annotated[int, typer.Option(help="Images per mini-batch (paper: 64).")] = 64,
     image_size: Annotated[int, typer.Option(help="Side of each view in pixels (paper: 224).")] = 224,
     repeats: Annotated[int, typer.Option(help="Timed runs per unit; the median is kept.")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed runs per unit before timing.")] = 2,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads torch may use on the board (default: all).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads torch may use on the board (default: all).")] = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

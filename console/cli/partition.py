@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from console.cli.partition_plans import render_recommendation
 from engine.cwb import baselines
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes, load_nodes_file
 from engine.cwb.plan import ACCOUNTINGS, OBJECTIVES, Candidate, check_choice
@@ -22,7 +23,6 @@ from engine.cwb.profile_format import Profile, load_profile
 from engine.cwb.replicas import ReplicaReport, replicas_for
 from engine.cwb.search import SearchResult
 from engine.cwb.transfer import Network
-from console.cli.partition_plans import render_recommendation
 from engine.cwb.units import format_bandwidth, format_bytes, parse_bandwidth, parse_duration_ms, parse_size
 from engine.errors import ConfigError, PartitionError
 
@@ -129,7 +129,8 @@ def _cluster(
     return identical_nodes(count, parse_size(memory)), network
 
 
-def _report(path, profile: Profile, pool, network: Network, model, partitions, automatic, results, chosen_name, replicas) -> dict[str, Any]:
+def _report(path, profile: Profile, pool, network: Network, model, partitions, automatic, results, chosen_name,
+            replicas) -> dict[str, Any]:
     """The JSON form of the report."""
     methods: dict[str, Any] = {}
     for name, result in results.items():

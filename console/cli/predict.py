@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,10 +22,12 @@ def register(app: typer.Typer) -> None:
 
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Classifier checkpoint written by `litesrl eval --save-classifier`.")],
-    tile: Annotated[Optional[int], typer.Option(help="Cut each image into N px tiles (as `litesrl data tile`) and label every tile.")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="Step between tiles (default: the tile size, no overlap).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the labels here (.csv or .json); default: CSV on stdout.")] = None,
+    checkpoint: Annotated[Path, typer.Option(
+        "--checkpoint", help="Classifier checkpoint written by `litesrl eval --save-classifier`.")],
+    tile: Annotated[int | None, typer.Option(help="Cut each image into N px tiles (as "
+                                                  "`litesrl data tile`) and label every tile.")] = None,
+    stride: Annotated[int | None, typer.Option(help="Step between tiles (default: the tile size, no overlap).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the labels here (.csv or .json); default: CSV on stdout.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON (with every class's probability) instead of CSV.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -60,7 +62,8 @@ def predict_command(
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        writer.writerows([[row[c] if row[c] is not None else "" for c in CSV_COLUMNS[:4]] + [f"{row['score']:.4f}"] for row in rows])
+        writer.writerows([[row[c] if row[c] is not None else "" for c in CSV_COLUMNS[:4]] + [f"{row['score']:.4f}"]
+                          for row in rows])
         text = buffer.getvalue()
     if out is None:
         typer.echo(text, nl=False)

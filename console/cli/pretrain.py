@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,37 +17,44 @@ def register(app: typer.Typer) -> None:
 
 
 def pretrain(
-    data: Annotated[list[Path], typer.Option("--data", help="Image folder(s) to learn from; sub-folders allowed, labels ignored. Repeatable.")],
+    data: Annotated[list[Path], typer.Option("--data", help="Image folder(s) to learn from; sub-folders "
+                                                            "allowed, labels ignored. Repeatable.")],
     modality: Annotated[str, typer.Option(help="optical (RGB) or sar (one-channel magnitude).")] = "optical",
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, metrics.jsonl, config.json, loss.png.")] = Path("runs/pretrain"),
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, "
+                                           "metrics.jsonl, config.json, loss.png.")] = Path("runs/pretrain"),
     backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50.")] = "resnet18",
     variant: Annotated[str, typer.Option(help="litesrl (paper heads) or simsiam (standard SimSiam heads).")] = "litesrl",
     stem: Annotated[str, typer.Option(help="imagenet (7x7/2 + max-pool) or compact (3x3/1, for small inputs).")] = "imagenet",
     image_size: Annotated[int, typer.Option(help="Side of each augmented view in pixels.")] = 64,
-    load_size: Annotated[Optional[int], typer.Option(help="Side images are kept at in memory; crops come from it (default 1.5x image size).")] = None,
+    load_size: Annotated[int | None, typer.Option(help="Side images are kept at in memory; crops "
+                                                       "come from it (default 1.5x image size).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per mini-batch (two views each).")] = 64,
-    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps (default: --epochs worth).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps (default: --epochs worth).")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the data, when --steps and --budget are not given.")] = 10.0,
-    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 15min or 900s: the step count is planned so the cosine schedule ends in time.")] = None,
+    budget: Annotated[str | None, typer.Option(help="Wall-clock budget, e.g. 15min or 900s: the step "
+                                                    "count is planned so the cosine schedule ends in time.")] = None,
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256 (paper 0.05).")] = 0.05,
     crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
-    rotation: Annotated[str, typer.Option(help="rot90 (exact quarter turns) or any (any angle, then the largest inscribed crop; SAR targets seen from every azimuth).")] = "rot90",
+    rotation: Annotated[str, typer.Option(help="rot90 (exact quarter turns) or any (any angle, then the "
+                                               "largest inscribed crop; SAR targets seen from every azimuth).")] = "rot90",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, order and augmentations.")] = 0,
     workers: Annotated[int, typer.Option(help="Background augmentation processes (0: augment in the training process).")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 (autocast, CPU or GPU) or fp16 (autocast + grad scaler, GPU only).")] = "fp32",
-    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Under torchrun: BatchNorm statistics over the global batch, not each process's share.")] = False,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (autocast, CPU or GPU) or "
+                                                "fp16 (autocast + grad scaler, GPU only).")] = "fp32",
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Under torchrun: BatchNorm statistics over "
+                                                            "the global batch, not each process's share.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail instead of skipping unreadable images.")] = False,
 ) -> None:
     """Pretrain an encoder without labels (SGD 0.9, wd 1e-4, cosine; paper 4.3)."""
     from engine.augment import AugmentConfig
     from engine.device import set_threads
-    from engine.io import read_jsonl
     from engine.distributed import init_from_environment
+    from engine.io import read_jsonl
     from engine.model import ModelConfig
     from engine.plots import loss_curve
     from engine.pretrain import CHECKPOINT_NAME, PretrainConfig, Pretrainer, RunOptions
@@ -84,13 +91,15 @@ def pretrain(
     if resume:
         trainer.resume()
         console.print(f"resuming at step {trainer.step} of {trainer.config.steps}")
-    console.print(f"model: {variant} {backbone}, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, device {trainer.device}")
+    console.print(f"model: {variant} {backbone}, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} "
+                  f"M parameters, device {trainer.device}")
     with progress_bar() as progress:
         task = progress.add_task("pretraining", total=trainer.config.steps, completed=trainer.step, info="")
 
         def on_step(metrics, total_steps: int) -> None:
             progress.update(task, completed=metrics.step, total=total_steps,
-                            info=f"loss {metrics.loss:+.4f}  std {metrics.collapse_std:.3f}  {metrics.images_per_second:.0f} img/s")
+                            info=f"loss {metrics.loss:+.4f}  std {metrics.collapse_std:.3f}  "
+                                 f"{metrics.images_per_second:.0f} img/s")
 
         trainer.run(on_step)
     if dist:
@@ -105,6 +114,7 @@ def pretrain(
     for column in ("steps", "epochs", "final loss", "collapse std", "time"):
         table.add_column(column, justify="right")
     last = history[-1]
-    table.add_row(str(last["step"]), f"{last['epoch']:.1f}", f"{last['loss']:+.4f}", f"{last['collapse_std']:.3f}", f"{last['elapsed_seconds']:.0f} s")
+    table.add_row(str(last["step"]), f"{last['epoch']:.1f}", f"{last['loss']:+.4f}", f"{last['collapse_std']:.3f}",
+                  f"{last['elapsed_seconds']:.0f} s")
     console.print(table)
     console.print(f"checkpoint: {checkpoint}   metrics: {out / 'metrics.jsonl'}   curve: {out / 'loss.png'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -24,11 +24,12 @@ def register(app: typer.Typer) -> None:
 
 
 def profile_command(
-    out: Annotated[Optional[Path], typer.Option(help="Write the measured profile here (JSON, litesrl-profile v1).")] = None,
-    show: Annotated[Optional[Path], typer.Option(help="Print the table of an existing profile file instead of measuring.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the measured profile here (JSON, litesrl-profile v1).")] = None,
+    show: Annotated[Path | None, typer.Option(help="Print the table of an existing profile file instead of measuring.")] = None,
     backbone: Annotated[Literal["resnet18", "resnet34", "resnet50"], typer.Option(help="Encoder backbone.")] = "resnet18",
     variant: Annotated[Literal["litesrl", "simsiam"], typer.Option(help="litesrl (paper heads) or simsiam heads.")] = "litesrl",
-    stem: Annotated[Literal["imagenet", "compact"], typer.Option(help="imagenet (7x7/2 + max-pool) or compact (3x3/1).")] = "imagenet",
+    stem: Annotated[Literal["imagenet", "compact"], typer.Option(
+        help="imagenet (7x7/2 + max-pool) or compact (3x3/1).")] = "imagenet",
     batch_size: Annotated[int, typer.Option(help="Images per mini-batch; both views run, 2x rows (paper: 64).")] = 64,
     image_size: Annotated[int, typer.Option(help="Side of each view in pixels (paper: 224).")] = 224,
     modality: Annotated[Literal["optical", "sar"], typer.Option(help="optical (3 channels) or sar (1 channel).")] = "optical",
@@ -42,10 +43,14 @@ def profile_command(
     clock: Annotated[
         Literal["wall", "process"], typer.Option(help="wall, or process (CPU time; steadier on a shared machine, use 1 thread).")
     ] = "wall",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Image folder to time stage 1's data work on (decode + both views; default: synthetic scenes).")] = None,
-    data_repeats: Annotated[int, typer.Option(min=0, help="Mini-batches of data work timed (median kept; 0: skip, data_ms 0).")] = 2,
-    memory_accounting: Annotated[str, typer.Option("--memory-accounting", help="Memory column shown: exact (what training keeps) or paper (5.1: every layer's input and output + weights, gradients, momentum).")] = "exact",
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Image folder to time stage 1's data work on "
+                                                   "(decode + both views; default: synthetic scenes).")] = None,
+    data_repeats: Annotated[int, typer.Option(min=0, help="Mini-batches of data work timed "
+                                                          "(median kept; 0: skip, data_ms 0).")] = 2,
+    memory_accounting: Annotated[str, typer.Option(
+        "--memory-accounting", help="Memory column shown: exact (what training keeps) or paper (5.1: "
+                                    "every layer's input and output + weights, gradients, momentum).")] = "exact",
     as_json: Annotated[bool, typer.Option("--json", help="Print the profile and its totals as JSON on stdout.")] = False,
 ) -> None:
     """Time forward and backward of every cut unit and count its memory; write the profile `partition` reads."""

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 
 def status_command(
-    inventory: Annotated[Optional[Path], typer.Option(
+    inventory: Annotated[Path | None, typer.Option(
         "--inventory", "-i", help="Also check these boards over SSH (default: $LITESRL_INVENTORY or "
                                   "~/.config/litesrl/inventory.toml when present).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")] = False,

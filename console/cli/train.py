@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -32,40 +32,60 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    cluster: Annotated[Optional[str], typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards "
+    cluster: Annotated[str | None, typer.Option(help="'local' (the emulated cluster) or an inventory TOML of boards "
                                                         "(default: --inventory, else $LITESRL_INVENTORY, else local).")] = None,
-    inventory: Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory TOML of the boards to train on "
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory TOML of the boards to train on "
                                                       "(default: $LITESRL_INVENTORY; as `litesrl nodes`).")] = None,
     mode: Annotated[str, typer.Option(help="fixed (chains of Fig. 4a) or dynamic (Fig. 4b).")] = "dynamic",
-    policy: Annotated[str, typer.Option(help="Next-hop policy of dynamic chains: first-free (the paper) or earliest-finish.")] = "first-free",
-    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
-    iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule spans them; with --budget, the first plan).")] = 1000,
-    average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K iterations (paper 100; 0: at the end).")] = 100,
-    average_weighting: Annotated[Literal["equal", "batches"], typer.Option(help="Replica average: equal (the paper) or weighted by the mini-batches each replica trained.")] = "equal",
-    data: Annotated[Optional[Path], typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="Board profile (tx2, xavier-nx, orin) or profile .json (default: the cluster's).")] = None,
+    policy: Annotated[str, typer.Option(help="Next-hop policy of dynamic chains: "
+                                             "first-free (the paper) or earliest-finish.")] = "first-free",
+    overlap: Annotated[bool, typer.Option(
+        "--overlap/--no-overlap", help="Overlap sends with compute: a node takes its next chain while its gradient "
+                                       "travels; stage-1 nodes build their next batch while they wait (paper 3.3.2).")] = True,
+    iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule "
+                                                        "spans them; with --budget, the first plan).")] = 1000,
+    average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K "
+                                                           "iterations (paper 100; 0: at the end).")] = 100,
+    average_weighting: Annotated[Literal["equal", "batches"], typer.Option(
+        help="Replica average: equal (the paper) or weighted by the mini-batches each replica trained.")] = "equal",
+    data: Annotated[Path | None, typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Board profile (tx2, xavier-nx, orin) or "
+                                                     "profile .json (default: the cluster's).")] = None,
     backbone: Annotated[str, typer.Option(help="resnet18, resnet34 or resnet50 (picks the board's profile).")] = "resnet18",
-    partitions: Annotated[Optional[int], typer.Option(min=1, help="Stages (default: the fewest that fit the nodes' memory).")] = None,
-    cut_after: Annotated[Optional[str], typer.Option(help="Comma-separated layers to cut after, instead of CWB's best-E choice (e.g. maxpool,layer2_0; see `litesrl partition`).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=2, help="Images per mini-batch (default: the profile's; 4 when emulated).")] = None,
-    image_size: Annotated[Optional[int], typer.Option(min=16, help="View size (default: the profile's; 32 when emulated).")] = None,
-    load_size: Annotated[Optional[int], typer.Option(min=16, help="Side images are kept at on stage-1 nodes; crops come from it (default 1.5x image size).")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Stages (default: the fewest that fit the nodes' memory).")] = None,
+    cut_after: Annotated[str | None, typer.Option(help="Comma-separated layers to cut after, instead of CWB's best-E "
+                                                       "choice (e.g. maxpool,layer2_0; see `litesrl partition`).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=2, help="Images per mini-batch (default: the profile's; 4 when emulated).")] = None,
+    image_size: Annotated[int | None, typer.Option(min=16, help="View size (default: the profile's; 32 when emulated).")] = None,
+    load_size: Annotated[int | None, typer.Option(
+        min=16, help="Side images are kept at on stage-1 nodes; crops come from it (default 1.5x image size).")] = None,
     crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
-    rotation: Annotated[Literal["rot90", "any"], typer.Option(help="rot90 (exact quarter turns) or any (any angle, then the largest inscribed crop).")] = "rot90",
+    rotation: Annotated[Literal["rot90", "any"], typer.Option(
+        help="rot90 (exact quarter turns) or any (any angle, then the largest inscribed crop).")] = "rot90",
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256.")] = 0.05,
     warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up iterations.")] = 10,
-    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 15min: the iteration count is planned so the cosine schedule ends in time.")] = None,
-    emulate_time: Annotated[bool, typer.Option("--emulate-time", help="Stretch every step to the profiled board's time (timing studies; default: real compute at full speed).")] = False,
+    budget: Annotated[str | None, typer.Option(help="Wall-clock budget, e.g. 15min: the iteration count "
+                                                    "is planned so the cosine schedule ends in time.")] = None,
+    emulate_time: Annotated[bool, typer.Option(
+        "--emulate-time", help="Stretch every step to the profiled board's time "
+                               "(timing studies; default: real compute at full speed).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights, the batch order and augmentations.")] = 0,
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt (loadable by `litesrl eval`), events.jsonl.")] = Path("runs/train"),
-    events: Annotated[Optional[Path], typer.Option(help="JSON-lines event stream (default: OUT/events.jsonl).")] = None,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N iterations (at an averaging; 0: at the end).")] = 0,
-    chain_timeout: Annotated[float, typer.Option(min=0, help="Give up a chain not heard of for this many seconds and train its batch again (0: never).")] = 120.0,
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt (loadable "
+                                           "by `litesrl eval`), events.jsonl.")] = Path("runs/train"),
+    events: Annotated[Path | None, typer.Option(help="JSON-lines event stream (default: OUT/events.jsonl).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        min=0, help="Also checkpoint every N iterations (at an averaging; 0: at the end).")] = 0,
+    chain_timeout: Annotated[float, typer.Option(
+        min=0, help="Give up a chain not heard of for this many seconds and train its batch again (0: never).")] = 120.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     bandwidth: Annotated[str, typer.Option(help="Link rate CWB assumes between boards (inventory clusters).")] = "1Gbit",
     latency: Annotated[str, typer.Option(help="Per-message latency CWB assumes (inventory clusters).")] = "0ms",
-    replicas: Annotated[Optional[str], typer.Option(help="Nodes per stage for dynamic chains, e.g. 3/2/1 (default: the analytic best; `litesrl partition` recommends one).")] = None,
-    memory_accounting: Annotated[Optional[str], typer.Option("--memory-accounting", help="exact or paper (default: the emulated cluster's, else exact).")] = None,
+    replicas: Annotated[str | None, typer.Option(help="Nodes per stage for dynamic chains, e.g. 3/2/1 (default: "
+                                                      "the analytic best; `litesrl partition` recommends one).")] = None,
+    memory_accounting: Annotated[str | None, typer.Option(
+        "--memory-accounting", help="exact or paper (default: the emulated cluster's, else exact).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Train Lite-SRL across the cluster's nodes with CWB partitions and DHP chains."""
@@ -175,7 +195,7 @@ class _Live:
         self._times: list[float] = []
         self._note = ""
 
-    def __enter__(self) -> "_Live":
+    def __enter__(self) -> _Live:
         if self._bar is not None:
             self._progress = self._bar.__enter__()
         return self

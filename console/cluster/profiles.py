@@ -25,5 +25,6 @@ def resolve_profile(name: str, backbone: str = "resnet18") -> Path:
         shipped = sorted(p.stem for p in asset_path("profiles").glob(f"{name}-*.json"))
         if shipped:
             raise ConsoleError(f"no {backbone} profile for board {name!r}; shipped: {', '.join(shipped)}")
-        raise ConsoleError(f"unknown board profile {name!r}; choose one of {', '.join(board_names())} or give a profile .json file")
+        raise ConsoleError(f"unknown board profile {name!r}; choose one of "
+                           f"{', '.join(board_names())} or give a profile .json file")
     return path

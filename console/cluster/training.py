@@ -7,9 +7,9 @@ how they show the plan, the live events and the result.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from console.cluster.profiles import resolve_profile
 from console.cluster.session import ClusterSession, open_inventory, open_local

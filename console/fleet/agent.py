@@ -3,16 +3,16 @@
 The agent is launched with ``setsid nohup`` (its own session, stdin from /dev/null, output to a file
 on the node, emptied at each start) and its pid is written to a pid file; the size of its log then is
 kept too, so ``status`` shows the current start's lines only. An agent that already runs with other
-settings (its command line or the secret changed) is reported as such and restarted only when asked. The process also carries the environment
-variable ``LITESRL_AGENT=<node>``; every liveness check reads it back from ``/proc/<pid>/environ``, so a
+settings (its command line or the secret changed) is reported as such and restarted only when asked. The process also
+carries the environment variable ``LITESRL_AGENT=<node>``; every liveness check reads it back from ``/proc/<pid>/environ``, so a
 stale pid file whose pid was reused after a reboot is never mistaken for the agent (nor killed).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from console.errors import FleetError
 from console.fleet.inventory import NodeSpec

@@ -13,9 +13,9 @@ fresh venv.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from console.errors import FleetError
 from console.fleet.board_python import BoardPython, probe_python, require_trainable

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 import asyncssh
 
@@ -50,7 +51,7 @@ class Fleet:
         self._connections: dict[str, NodeConnection] = {}
         self._failures: dict[str, NodeStatus] = {}
 
-    async def __aenter__(self) -> "Fleet":
+    async def __aenter__(self) -> Fleet:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

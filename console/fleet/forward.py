@@ -54,7 +54,8 @@ async def forward_port(conn: NodeConnection, remote_port: int, remote_host: str 
     try:
         listener = await conn.ssh.forward_local_port("127.0.0.1", local_port, remote_host, remote_port)
     except (asyncssh.Error, OSError) as exc:
-        raise FleetError(f"{conn.node.name}: cannot forward local port {local_port} to {remote_host}:{remote_port}: {exc}") from None
+        raise FleetError(f"{conn.node.name}: cannot forward local port "
+                         f"{local_port} to {remote_host}:{remote_port}: {exc}") from None
     return AgentEndpoint(conn.node.name, "127.0.0.1", listener.get_port(), True, listener)
 
 

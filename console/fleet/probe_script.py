@@ -26,7 +26,7 @@ def read_text(path):
     try:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8", "replace").replace("\x00", "").strip()
-    except (IOError, OSError):
+    except OSError:
         return None
 
 

@@ -7,8 +7,8 @@ Kept profiles live in ``$XDG_STATE_HOME/litesrl/profiles/<cluster>/<node>-<backb
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from console.errors import ConsoleError, FleetError
 from console.fleet.inventory import Inventory, NodeSpec

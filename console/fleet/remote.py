@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from console.fleet.inventory import NodeSpec
 
@@ -55,7 +55,7 @@ class RemoteLayout:
         return f"{self.venv}/bin/python"
 
     @classmethod
-    def for_node(cls, node: NodeSpec) -> "RemoteLayout":
+    def for_node(cls, node: NodeSpec) -> RemoteLayout:
         """The layout for ``node`` (file names carry the node name, so two nodes may share a machine)."""
         work = node.workdir.rstrip("/") or "/"
         return cls(

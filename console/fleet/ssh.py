@@ -10,9 +10,10 @@ import asyncio
 import enum
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 import asyncssh
 
@@ -218,7 +219,8 @@ async def connect_node(node: NodeSpec, cluster: ClusterSpec) -> NodeConnection:
         keys = ", ".join(str(p) for p in target.identity_files) or "the default keys"
         _unavailable(node, NodeState.AUTH_FAILED, f"cannot load {keys}: {exc}")
     except asyncio.TimeoutError:
-        _unavailable(node, NodeState.TIMEOUT, f"no SSH answer from {target.hostname}:{target.port} within {cluster.connect_timeout:g}s")
+        _unavailable(node, NodeState.TIMEOUT, f"no SSH answer from {target.hostname}:{target.port} "
+                                              f"within {cluster.connect_timeout:g}s")
     except ConnectionRefusedError:
         _unavailable(node, NodeState.UNREACHABLE, f"{target.hostname}:{target.port} refused the connection (is sshd running?)")
     except socket.gaierror as exc:

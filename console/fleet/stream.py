@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncssh
 
@@ -40,7 +40,7 @@ class LineStream:
         self._stderr_task: asyncio.Task | None = None
         self._finished = False
 
-    async def __aenter__(self) -> "LineStream":
+    async def __aenter__(self) -> LineStream:
         try:
             self._process = await self.conn.ssh.create_process(self.command, encoding="utf-8", errors="replace")
         except (asyncssh.Error, OSError) as exc:

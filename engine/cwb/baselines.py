@@ -19,7 +19,7 @@ given and scored with ``engine.cwb.plan.CostModel`` so the CLI shows them beside
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel

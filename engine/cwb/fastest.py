@@ -22,14 +22,16 @@ baselines are simulated on the same footing and compete, it is never slower than
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from engine.cwb import baselines
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel
 from engine.cwb.replicas import ReplicaPlan, ReplicaReport, plan_replicas
-from engine.dhp.policy import POLICIES
+from engine.dhp.policy import POLICIES, Policy
+from engine.dhp.schedule import Mode
 from engine.dhp.simulate import SimConfig, simulate, stage_times_from_profile
 from engine.errors import ConfigError, PartitionError
 
@@ -111,7 +113,8 @@ class Recommendation:
 def fitting_cut_sets(model: CostModel, pool: Sequence[NodeSpec], partitions: int) -> list[tuple[int, ...]]:
     """Every cut set into ``partitions`` stages whose every stage fits the pool's largest budget."""
     budget = max(node.memory_bytes for node in pool)
-    q, found = model.q, []
+    q = model.q
+    found: list[tuple[int, ...]] = []
 
     def visit(k: int, start: int, cuts: tuple[int, ...]) -> None:
         first_end = q if k == partitions - 1 else start + 1
@@ -196,7 +199,7 @@ class _Scorer:
         self.model, self.pool, self.iterations = model, tuple(pool), iterations
         self.cache: dict[tuple, float | None] = {}
 
-    def score(self, cuts: tuple[int, ...], stages: Sequence[Sequence[str]], mode: str, policy: str) -> float | None:
+    def score(self, cuts: tuple[int, ...], stages: Sequence[Sequence[str]], mode: Mode, policy: Policy) -> float | None:
         key = (cuts, tuple(tuple(s) for s in stages), mode, policy)
         if key not in self.cache:
             profile = self.model.profile
@@ -217,7 +220,7 @@ def _fits(model: CostModel, cuts: Sequence[int], stages: Sequence[Sequence[str]]
 
 
 def _options(scorer: _Scorer, method: str, cuts: tuple[int, ...], report: ReplicaReport | None,
-             lanes: list[list[str]] | None, plans: Sequence[ReplicaPlan], policies: Sequence[str]) -> list[PlanOption]:
+             lanes: list[list[str]] | None, plans: Sequence[ReplicaPlan], policies: Sequence[Policy]) -> list[PlanOption]:
     model, pool = scorer.model, scorer.pool
     names = tuple(model.profile.layers[c].name for c in cuts)
     out = []

@@ -30,6 +30,7 @@ a nodes file (its SSH keys and ``[cluster]`` are ignored here)::
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,9 @@ from engine.cwb.transfer import Network
 from engine.cwb.units import parse_bandwidth, parse_duration_ms, parse_size
 from engine.errors import ConfigError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10 ships no tomllib; pyproject pulls tomli there
+else:  # Python 3.10 ships no tomllib; pyproject pulls tomli there
     import tomli as tomllib
 
 

@@ -9,7 +9,7 @@ prefixes holds; instead a prefix is dropped when the least bracket any completio
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import CostModel

@@ -45,8 +45,9 @@ bottleneck, then the smaller T, then the earlier cuts.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.profile_format import Profile
@@ -215,6 +216,7 @@ class CostModel:
             data = profile.data_ms if index == 0 else 0.0
             self._compute.append(self._compute[-1] + layer.compute_ms + data)
             held = layer.paper_bytes if accounting == "paper" else layer.state_bytes
+            assert held is not None  # paper accounting was refused above for a profile without paper_bytes
             self._state.append(self._state[-1] + held)
         self._out = [layer.output_bytes for layer in profile.layers]
         self._out_suffix_max = self._out[:]

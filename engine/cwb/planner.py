@@ -8,8 +8,8 @@ fastest predicted plan on top (``recommend=True``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel

@@ -206,9 +206,10 @@ class Profile:
     @property
     def total_paper_bytes(self) -> int | None:
         """The whole model counted the paper's way (7599.7 MB for ResNet-18 in the paper), None when not recorded."""
-        return sum(layer.paper_bytes for layer in self.layers) if self.has_paper_bytes else None
+        counts = [layer.paper_bytes for layer in self.layers if layer.paper_bytes is not None]
+        return sum(counts) if self.has_paper_bytes else None
 
-    def scaled(self, time_factor: float, *, device: str | None = None) -> "Profile":
+    def scaled(self, time_factor: float, *, device: str | None = None) -> Profile:
         """The same profile with every time multiplied by ``time_factor`` (e.g. 2.0 for a board half as fast).
 
         Memory does not change with the board; ``data_ms`` scales too. ``device`` relabels the settings.
@@ -234,7 +235,7 @@ class Profile:
                 "data_ms": self.data_ms}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Profile":
+    def from_dict(cls, data: Any) -> Profile:
         """Validate a JSON document into a Profile; raises ProfileError saying what is wrong."""
         if not isinstance(data, dict):
             raise ProfileError("top level must be a JSON object")

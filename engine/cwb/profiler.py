@@ -32,13 +32,15 @@ the same as on a real device, so byte counts at 224 px x batch 64 need no 8 GB o
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import platform
 import socket
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -215,7 +217,7 @@ def _memory_pass(model: nn.Module, units, images: torch.Tensor, optimizer: str):
     inputs, memory = [], []
     x = images
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        for current, (name, unit) in enumerate(units):
+        for current, (name, unit) in enumerate(units):  # noqa: B007  (pack and count_call read `current`)
             inputs.append(x.detach())
             out = unit(x)  # (2B, ...) for every unit but the head, whose output is the scalar loss
             params = list(unit.parameters())
@@ -280,10 +282,10 @@ def _time_unit(unit: nn.Module, x: torch.Tensor, input_grad: bool, config: Profi
         for p in params:
             p.grad = None  # as zero_grad(set_to_none=True): backward allocates the gradients, as in training
         inp = x.clone().requires_grad_(input_grad)
-        out, forward_ms = _timed(lambda: unit(inp), device, config.clock)
+        out, forward_ms = _timed(functools.partial(unit, inp), device, config.clock)
         if out.requires_grad:
             grad = None if out.dim() == 0 else torch.ones_like(out)
-            _, backward_ms = _timed(lambda: torch.autograd.backward(out, grad), device, config.clock)
+            _, backward_ms = _timed(functools.partial(torch.autograd.backward, out, grad), device, config.clock)
         else:
             backward_ms = 0.0  # nothing upstream to differentiate (a weightless first unit)
         if run >= config.warmup:

@@ -46,8 +46,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.plan import Candidate, CostModel

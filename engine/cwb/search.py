@@ -47,8 +47,8 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right, insort
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.paper_search import PAPER_CHAINS, _count_fitting, _enumerate_order, _unique_best
@@ -101,7 +101,8 @@ def search(
     if model.objective != "busy" and len(orders) > 1:
         counts = {order: _count_fitting(model, order) for order in orders}
         if sum(counts.values()) > PAPER_CHAINS:
-            kept, total = [], 0
+            kept: list[tuple[NodeSpec, ...]] = []
+            total = 0
             for order in _fastest_orders(model, orders):
                 if kept and total + counts[order] > PAPER_CHAINS:
                     break

@@ -8,8 +8,8 @@ size) crosses back. The two directions may use links of different speed, so a pe
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from engine.errors import ConfigError
 
@@ -44,7 +44,7 @@ class Network:
     @classmethod
     def from_matrix(
         cls, names: Iterable[str], matrix: Iterable[Iterable[float | None]], latency_ms: float = 0.0
-    ) -> "Network":
+    ) -> Network:
         """A network from a square matrix ``matrix[i][j]`` = bytes/s from ``names[i]`` to ``names[j]``.
 
         The default bandwidth (for nodes outside the matrix) is the slowest link; the
@@ -55,10 +55,10 @@ class Network:
         if len(rows) != len(names) or any(len(row) != len(names) for row in rows):
             raise ConfigError(f"bandwidth matrix must be {len(names)}x{len(names)} for nodes {names}")
         links = tuple(
-            (src, dst, float(rows[i][j]))
+            (src, dst, float(rate))
             for i, src in enumerate(names)
             for j, dst in enumerate(names)
-            if i != j and rows[i][j] is not None
+            if i != j and (rate := rows[i][j]) is not None
         )
         if not links:
             raise ConfigError("bandwidth matrix has no off-diagonal entries")

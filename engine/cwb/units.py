@@ -20,7 +20,7 @@ _IEC = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _DURATION_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
 
 
-def _split(text: str, what: str, example: str) -> tuple[float, str]:
+def _split(text: object, what: str, example: str) -> tuple[float, str]:
     match = _NUMBER.match(str(text))
     if match is None:
         raise ConfigError(f"{what} {text!r} is not a number with a unit, e.g. {example}")

@@ -7,9 +7,9 @@ die on one truncated JPEG, and no file is dropped without saying so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -51,14 +51,14 @@ class ImageSet:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def subset(self, indices: Sequence[int] | torch.Tensor) -> "ImageSet":
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> ImageSet:
         index = torch.as_tensor(indices, dtype=torch.long)
         return ImageSet(
             self.images[index], self.labels[index], [self.paths[i] for i in index.tolist()],
             self.classes, self.modality, [],
         )
 
-    def centre(self, side: int) -> "ImageSet":
+    def centre(self, side: int) -> ImageSet:
         """The central ``side`` x ``side`` pixels of every image (e.g. a SAR chip's target, without clutter)."""
         height, width = self.images.shape[-2:]
         if not 0 < side <= min(height, width):
@@ -73,7 +73,8 @@ class ImageSet:
         if self.classes:
             text += f" in {len(self.classes)} classes"
         if self.skipped:
-            text += f"; skipped {len(self.skipped)} unreadable file(s), e.g. {self.skipped[0].path.name}: {self.skipped[0].reason}"
+            first = self.skipped[0]
+            text += f"; skipped {len(self.skipped)} unreadable file(s), e.g. {first.path.name}: {first.reason}"
         return text
 
 

@@ -8,8 +8,8 @@ seeded generator, so a dataset is identical wherever it is generated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def _pattern(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
         stripes = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * freq * (x * np.cos(angle) + y * np.sin(angle))))
         return 0.35 + 0.35 * stripes + 0.1 * _smooth_noise(rng, size, 4)
     if name == "forest":
-        return 0.25 + 0.5 * _smooth_noise(rng, size, rng.integers(8, 14)) ** 2
+        return 0.25 + 0.5 * _smooth_noise(rng, size, int(rng.integers(8, 14))) ** 2
     if name == "water":
         ripple = np.sin(2 * np.pi * rng.uniform(2, 4) * (x + 0.3 * _smooth_noise(rng, size, 3)))
         return 0.08 + 0.04 * ripple + 0.05 * _smooth_noise(rng, size, 2)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -80,15 +81,18 @@ async def assign_all(channels: Mapping[str, NodeChannel], settings: RunSettings,
                          states[s], settings.assign_timeout)
             for s, nodes in enumerate(plan.stages) for node in nodes}
     results = await asyncio.gather(*jobs.values(), return_exceptions=True)
-    for result in results:
+    described: dict[str, dict[str, Any]] = {}
+    for node, result in zip(jobs, results):
         if isinstance(result, BaseException):
             raise result
-    described = {node: data for node, data in zip(jobs, results) if data is not None}
-    first = next(iter(described.items()), None)
-    for node, data in described.items():
-        if (data["images"], data["mean"], data["std"]) != (first[1]["images"], first[1]["mean"], first[1]["std"]):
-            raise EngineError(
-                f"stage-1 nodes read different datasets: {first[0]} has {first[1]['images']} images, "
-                f"{node} has {data['images']} (or other pixel statistics); give every stage-1 node the same data"
-            )
+        if result is not None:
+            described[node] = result
+    if described:
+        first_node, first = next(iter(described.items()))
+        for node, data in described.items():
+            if (data["images"], data["mean"], data["std"]) != (first["images"], first["mean"], first["std"]):
+                raise EngineError(
+                    f"stage-1 nodes read different datasets: {first_node} has {first['images']} images, "
+                    f"{node} has {data['images']} (or other pixel statistics); give every stage-1 node the same data"
+                )
     return described

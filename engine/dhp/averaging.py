@@ -25,7 +25,7 @@ Every result keeps its tensor's dtype; results live on the device of the first r
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

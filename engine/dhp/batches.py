@@ -16,6 +16,7 @@ import torch
 from engine.augment import AugmentConfig, build_view_transform
 from engine.augment.pipelines import channel_stats
 from engine.data.folder import load_images, scan_unlabelled
+from engine.data.images import Modality
 from engine.errors import ConfigError
 from engine.views import TwoViewBatches
 
@@ -29,7 +30,7 @@ class DataSettings:
 
     path: str | None
     """Dataset folder on the node (None: the node's own ``--data``)."""
-    modality: str = "optical"
+    modality: Modality = "optical"
     """``optical`` or ``sar`` (the augmentation pipeline, paper 4.2)."""
     load_size: int = 48
     """Side images are decoded to in memory; crops come from it."""
@@ -60,7 +61,7 @@ class DataSettings:
         return AugmentConfig(size=self.view_size, crop_scale=(self.crop_scale, 1.0), rotation=self.rotation)  # type: ignore[arg-type]
 
     @classmethod
-    def of_recipe(cls, config: "PretrainConfig", load_size: int, path: str | None = None) -> "DataSettings":
+    def of_recipe(cls, config: PretrainConfig, load_size: int, path: str | None = None) -> DataSettings:
         """The data settings that build single-machine pretraining ``config``'s mini-batches (its modality,
         augmentations, batch and seed) from images decoded at ``load_size``; ConfigError for augmentation
         strengths a DHP run cannot carry."""
@@ -75,11 +76,12 @@ class DataSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DataSettings":
+    def from_dict(cls, data: dict[str, Any]) -> DataSettings:
         """Rebuild from ``to_dict``; ConfigError for a missing or unknown key."""
         names = set(cls.__dataclass_fields__)
         if not isinstance(data, dict) or set(data) != names:
-            raise ConfigError(f"data settings need exactly the keys {sorted(names)}, got {sorted(data) if isinstance(data, dict) else data!r}")
+            raise ConfigError(f"data settings need exactly the keys {sorted(names)}, "
+                              f"got {sorted(data) if isinstance(data, dict) else data!r}")
         return cls(**data)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -26,7 +27,8 @@ def assemble(model: ModelConfig, cuts: Sequence[int], stage_states: Sequence[dic
     return whole.state_dict()
 
 
-def stage_states(model: ModelConfig, cuts: Sequence[int], state: dict[str, torch.Tensor] | None, seed: int) -> list[dict[str, torch.Tensor]]:
+def stage_states(model: ModelConfig, cuts: Sequence[int], state: dict[str, torch.Tensor] | None,
+                 seed: int) -> list[dict[str, torch.Tensor]]:
     """Each stage's initial state: cut from ``state`` (a whole model), or from a model seeded with ``seed``."""
     torch.manual_seed(seed)
     whole = build_model(model)
@@ -82,7 +84,8 @@ def load_run(out_dir: Path, settings: RunSettings) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a cluster training checkpoint (kind {data.get('kind')!r})")
     if stored.get("trajectory") != settings.trajectory():
         changed = sorted(k for k, v in settings.trajectory().items() if stored["trajectory"].get(k) != v)
-        raise CheckpointError(f"{path} was written with other {', '.join(changed)} settings; resume with the same flags or use a new --out")
+        raise CheckpointError(f"{path} was written with other {', '.join(changed)} "
+                              "settings; resume with the same flags or use a new --out")
     if settings.time_budget is None and int(data["step"]) > settings.iterations:
         raise CheckpointError(f"{path} is at iteration {data['step']}, past the run's {settings.iterations}")
     return data

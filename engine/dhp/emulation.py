@@ -118,7 +118,7 @@ class Emulation:
     def from_profile(
         cls, profile: Profile, start: int, end: int, *, speed: float, time_scale: float,
         bandwidth: float, latency_ms: float = 0.0,
-    ) -> "Emulation":
+    ) -> Emulation:
         """The emulation of a stage holding profile units ``[start, end)``; the first stage also builds batches."""
         _check_range(profile, start, end)
         layers = profile.layers[start:end]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import EngineError
 
@@ -29,6 +30,8 @@ class EventError(EngineError):
 
 class _Event:
     TYPE: ClassVar[str]
+    if TYPE_CHECKING:  # every event is a dataclass (what asdict needs); the mixin itself is not
+        __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """``{"type": ..., "t": ..., fields...}`` with tuples as lists."""
@@ -181,8 +184,9 @@ class RunFinished(_Event):
     """Why the run stopped early (a broken fixed chain, a stage without nodes), None when completed."""
 
 
-Event = Union[RunStarted, NodeState, ChainLink, ChainDone, Iteration, Averaging, NodeLost, ChainAborted, NodeJoined,
-              RunFinished]
+Event = (
+    RunStarted | NodeState | ChainLink | ChainDone | Iteration | Averaging | NodeLost | ChainAborted | NodeJoined | RunFinished
+)
 EVENT_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (RunStarted, NodeState, ChainLink, ChainDone, Iteration, Averaging, NodeLost, ChainAborted, NodeJoined,
@@ -199,7 +203,7 @@ def event_from_dict(data: Any, where: str = "event") -> Event:
     """Rebuild an event from its ``to_dict``; EventError names ``where`` and the problem."""
     if not isinstance(data, dict):
         raise EventError(f"{where}: not a JSON object")
-    kind = data.get("type")
+    kind: Any = data.get("type")  # untrusted JSON: any value; an unknown one is refused below
     cls = EVENT_TYPES.get(kind)
     if cls is None:
         raise EventError(f"{where}: unknown event type {kind!r}")
@@ -307,7 +311,7 @@ class EventLog:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "EventLog":
+    def __enter__(self) -> EventLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,8 +8,9 @@ new stage starting at model unit ``c + 1``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine.cwb.fastest import fixed_lanes
 from engine.cwb.nodes_spec import NodeSpec

@@ -19,10 +19,11 @@ in the next layer"). Requests that cannot be served wait, in arrival order.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 Policy = Literal["first_free", "earliest_finish"]
-POLICIES: tuple[str, ...] = ("first_free", "earliest_finish")
+POLICIES: tuple[Policy, ...] = ("first_free", "earliest_finish")
 
 
 def plan_hops(

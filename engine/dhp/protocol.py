@@ -22,8 +22,9 @@ Requests that expect an answer carry ``req`` (an int) and the answer echoes it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 

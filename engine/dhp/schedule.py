@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from engine.dhp.chain_records import Aborted, ChainRecord, Completed, Freed, Hop, Loss, Start
 from engine.dhp.policy import POLICIES, Policy, plan_hops
@@ -217,7 +218,7 @@ class ChainScheduler:
             if batch is None:
                 continue
             self._chain_ids += 1
-            lane = next(j for j, l in enumerate(self._lanes) if l[0] == node) if self.mode == "fixed" else None
+            lane = next(j for j, lane_nodes in enumerate(self._lanes) if lane_nodes[0] == node) if self.mode == "fixed" else None
             chain = _Chain(self._chain_ids, batch, node, lane)
             self._chains[chain.id] = chain
             self._hold(node, chain.id)
@@ -252,6 +253,7 @@ class ChainScheduler:
         if c.waiting:
             raise ScheduleError(f"chain {chain} already waits for a node of stage {stage + 2}")
         if self.mode == "fixed":
+            assert c.lane is not None  # every chain of fixed mode runs on a lane
             target = self._lanes[c.lane][stage + 1]
             if target in self._holder:
                 raise ScheduleError(f"fixed chain {c.lane} has its node {target!r} busy with chain {self._holder[target]}")
@@ -326,7 +328,7 @@ class ChainScheduler:
             freed = [member for member in self._drop(c) if member != node]
             aborted.append(self._record(c))
             requeued.append(c.batch)
-        lane = next((j for j, l in enumerate(self._lanes) if node in l), None)
+        lane = next((j for j, lane_nodes in enumerate(self._lanes) if node in lane_nodes), None)
         if self.mode == "fixed" and lane is not None:
             self._fail(f"fixed chain {lane + 1} lost node {node!r}; a fixed chain cannot re-route (paper Fig. 4a)")
         if not self._stages[stage]:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.dhp.batches import DataSettings
-from engine.dhp.schedule import MODES, POLICIES
+from engine.dhp.policy import Policy
+from engine.dhp.schedule import MODES, POLICIES, Mode
 from engine.errors import ConfigError
 from engine.model import ModelConfig
 from engine.optim import OptimConfig
@@ -27,9 +28,9 @@ class RunSettings:
     """SGD settings; ``optim.total_steps`` is the run's iteration count (the cosine spans it)."""
     data: DataSettings = field(default_factory=lambda: DataSettings(path=None))
     """How stage-1 nodes build mini-batches (``data.batch_size`` must equal ``optim.batch_size``)."""
-    mode: str = "dynamic"
+    mode: Mode = "dynamic"
     """``dynamic`` (Fig. 4b) or ``fixed`` chains (Fig. 4a)."""
-    policy: str = "first_free"
+    policy: Policy = "first_free"
     """Next-hop policy of dynamic chains: ``first_free`` (the paper) or ``earliest_finish``."""
     overlap: bool = True
     """Overlap communication with computation (paper 3.3.2): a node takes its next chain while its gradient is on

@@ -55,14 +55,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.profile_format import Profile
 from engine.cwb.transfer import Network
-from engine.dhp.policy import Policy
 from engine.dhp.chain_records import Freed
+from engine.dhp.policy import Policy
 from engine.dhp.schedule import ChainScheduler, Mode, ScheduleError
 from engine.errors import ConfigError
 
@@ -121,7 +122,8 @@ class SimConfig:
         object.__setattr__(self, "stages", tuple(tuple(stage) for stage in self.stages))
         object.__setattr__(self, "transfer_ms", tuple(float(x) for x in self.transfer_ms))
         if len(self.transfer_ms) != len(self.stages) - 1:
-            raise ConfigError(f"{len(self.stages)} stages need {len(self.stages) - 1} transfer times, got {len(self.transfer_ms)}")
+            raise ConfigError(f"{len(self.stages)} stages need {len(self.stages) - 1} "
+                              f"transfer times, got {len(self.transfer_ms)}")
         missing = [node for stage in self.stages for node in stage if node not in self.times]
         if missing:
             raise ConfigError(f"no stage time for node(s) {missing}")

@@ -28,7 +28,7 @@ class StageSpec:
         return {"model": self.model.to_dict(), "start": self.start, "end": self.end}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StageSpec":
+    def from_dict(cls, data: dict) -> StageSpec:
         return cls(ModelConfig.from_dict(data["model"]), int(data["start"]), int(data["end"]))
 
 
@@ -93,11 +93,15 @@ class StageWorker:
         if self.is_last:
             out.backward()
         else:
+            assert grad_output is not None  # only the last stage starts backward without an output gradient
             out.backward(grad_output.to(self.device))
         set_learning_rates(self.optimizer, self.optim_config, iteration)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return None if self.is_first else x.grad.detach()
+        if self.is_first:
+            return None
+        assert x.grad is not None  # every stage's input but the first requires grad
+        return x.grad.detach()
 
     def reschedule(self, optim: OptimConfig) -> None:
         """Continue with ``optim``, which may differ from the current settings in ``total_steps`` only (a time

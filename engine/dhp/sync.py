@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

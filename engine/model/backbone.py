@@ -10,7 +10,7 @@ from torchvision import models
 from engine.model.config import ModelConfig
 
 
-def backbone_layers(config: ModelConfig) -> "OrderedDict[str, nn.Module]":
+def backbone_layers(config: ModelConfig) -> OrderedDict[str, nn.Module]:
     """The backbone as an ordered name -> module map whose sequential application is ResNet minus ``fc``.
 
     Residual blocks stay whole (paper 3.2.2: "parallel paths are not partitioned; the parallel zone
@@ -19,7 +19,7 @@ def backbone_layers(config: ModelConfig) -> "OrderedDict[str, nn.Module]":
     weights: none may be downloaded, and the paper trains from scratch).
     """
     resnet = getattr(models, config.backbone)(weights=None)
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
     if config.stem == "imagenet":
         conv = resnet.conv1
         if config.in_channels != 3:

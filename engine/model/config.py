@@ -88,6 +88,6 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {k: data[k] for k in ("backbone", "variant", "in_channels", "stem") if k in data}
         return cls(**known)

@@ -9,13 +9,13 @@ from torch import nn
 from engine.model.config import HeadSizes
 
 
-def projection_layers(in_dim: int, sizes: HeadSizes) -> "OrderedDict[str, nn.Module]":
+def projection_layers(in_dim: int, sizes: HeadSizes) -> OrderedDict[str, nn.Module]:
     """Projection MLP: ``projection_layers`` Linear-BN(-ReLU) blocks, each a separate cut point.
 
     Linear layers feeding a BN carry no bias (BN's shift makes it redundant). Lite-SRL ends with
     BN-ReLU like every other block (paper Fig. 2); SimSiam ends with BN only.
     """
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
     widths = [in_dim] + [sizes.projection_hidden] * (sizes.projection_layers - 1) + [sizes.projection_out]
     for index in range(sizes.projection_layers):
         last = index == sizes.projection_layers - 1

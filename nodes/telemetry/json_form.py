@@ -98,7 +98,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
             raise TelemetryError(f"{where}: expected an object, got {_kind(value)}")
         item_type = typing.get_args(tp)[1]
         return {str(key): _decode(item_type, item, f"{where}.{key}") for key, item in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _decode_dataclass(tp, value, where)
     return _decode_scalar(tp, value, where)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Mapping
+from typing import Literal
 
 SourceName = Literal["jtop", "tegrastats", "psutil", "proc"]
 

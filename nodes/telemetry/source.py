@@ -39,7 +39,7 @@ class TelemetrySource(abc.ABC):
     def samples(self) -> AsyncIterator[Sample]:
         """Yield one Sample per interval until closed; raises TelemetryError if the source dies."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027  (optional hook: sources holding nothing keep this no-op)
         """Release what the source holds (process, thread, connection); closing twice is harmless."""
 
     async def __aenter__(self) -> TelemetrySource:

@@ -20,9 +20,9 @@ fits, keeps the next whitespace-delimited token in `Sample.unknown`. It never ra
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from nodes.telemetry.sample import (
     Clocked,
@@ -57,6 +57,13 @@ _TEMP = re.compile(rf"([A-Za-z][A-Za-z0-9_]*)@{_NUM}C((?:/-?\d+(?:\.\d+)?C)*)" +
 _TOKEN = re.compile(r"\S+")
 _SPACE = re.compile(r"\s*")
 
+
+def _skip_space(text: str, pos: int) -> int:
+    """The first position at or after ``pos`` that is not whitespace."""
+    space = _SPACE.match(text, pos)
+    assert space is not None  # \s* matches everywhere, if only the empty string
+    return space.end()
+
 # Field names that tegrastats spells two ways across releases.
 _EMC_NAMES = frozenset({"EMC_FREQ", "EMC"})
 _GPU_NAMES = frozenset({"GR3D_FREQ", "GR3D"})
@@ -86,7 +93,7 @@ def parse_line(line: str) -> Sample:
     pos = 0
     date = _DATE.match(text)
     if date and _set_date(out, date):
-        pos = _SPACE.match(text, date.end()).end()
+        pos = _skip_space(text, date.end())
     while pos < len(text):
         for pattern, apply in _RULES:
             match = pattern.match(text, pos)
@@ -94,8 +101,9 @@ def parse_line(line: str) -> Sample:
                 break
         else:
             match = _TOKEN.match(text, pos)
+            assert match is not None  # \S+ matches: pos is past the spaces and before the end
             out.unknown.append(match.group())
-        pos = _SPACE.match(text, match.end()).end()
+        pos = _skip_space(text, match.end())
     return Sample(
         source="tegrastats",
         time=out.time,

@@ -34,7 +34,9 @@ class TegrastatsSource(TelemetrySource):
 
     def __init__(self, interval: float, process: asyncio.subprocess.Process, first: Sample, program: str) -> None:
         super().__init__(interval)
+        assert process.stdout is not None and process.stderr is not None  # started with both piped (open)
         self._process = process
+        self._stdout = process.stdout
         self._first: Sample | None = first
         self._program = program
         self._closed = False
@@ -68,6 +70,7 @@ class TegrastatsSource(TelemetrySource):
             raise TelemetryError(f"{program} is not executable") from None
         except OSError as exc:
             raise TelemetryError(f"{program} could not start: {exc.strerror or exc}") from None
+        assert process.stdout is not None and process.stderr is not None  # both piped above
         timeout = start_timeout if start_timeout is not None else max(3.0, 3 * interval)
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)
@@ -92,7 +95,7 @@ class TegrastatsSource(TelemetrySource):
             first, self._first = self._first, None
             yield first
         while True:
-            line = await self._process.stdout.readline()
+            line = await self._stdout.readline()
             if not line:
                 if self._closed:
                     return

@@ -39,12 +39,12 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-if TYPE_CHECKING:
-    from nodes.wire.auth import default_secret_path, generate_secret, load_secret, write_secret
-    from nodes.wire.endpoints import Handler, Server, connect, serve
-    from nodes.wire.frame import FrameLimits, MessageType
-    from nodes.wire.shaping import LinkShape
-    from nodes.wire.transport import Connection, ConnectionClosed, Message, TransportTimeout
+if TYPE_CHECKING:  # for type checkers only; at run time __getattr__ imports them lazily (F401: listed in __all__)
+    from nodes.wire.auth import default_secret_path, generate_secret, load_secret, write_secret  # noqa: F401
+    from nodes.wire.endpoints import Handler, Server, connect, serve  # noqa: F401
+    from nodes.wire.frame import FrameLimits, MessageType  # noqa: F401
+    from nodes.wire.shaping import LinkShape  # noqa: F401
+    from nodes.wire.transport import Connection, ConnectionClosed, Message, TransportTimeout  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -14,8 +14,9 @@ import logging
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from nodes.errors import AuthError, NodeError, ProtocolError
 from nodes.wire.auth import authenticate_client, authenticate_server

@@ -26,8 +26,9 @@ import enum
 import json
 import math
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from nodes.errors import ProtocolError
 

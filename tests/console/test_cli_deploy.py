@@ -25,20 +25,22 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("deploy")
     generate(root / "train", "optical", per_class=8, size=32)
     generate(root / "test", "optical", per_class=3, size=32, seed=7)
-    run("pretrain", "--data", root / "train", "--out", root / "run", "--image-size", 16, "--batch-size", 8, "--steps", 3, "--workers", 0)
+    run("pretrain", "--data", root / "train", "--out", root / "run", "--image-size", 16, "--batch-size", 8, "--steps", 3,
+        "--workers", 0)
     return root
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # minutes on a loaded 2-core machine
 def test_protocol_tables_and_bad_fractions(folders, tmp_path):
-    result = run("eval", "--data", folders / "train", "--checkpoint", folders / "run" / "checkpoint.pt", "--train-fraction", "0.25,0.5",
-                 "--seeds", 2, "--knn", 3, "--out", tmp_path, "--json")
+    result = run("eval", "--data", folders / "train", "--checkpoint", folders / "run" / "checkpoint.pt",
+                 "--train-fraction", "0.25,0.5", "--seeds", 2, "--knn", 3, "--out", tmp_path, "--json")
     payload = json.loads(result.stdout)
     assert [t["fraction"] for t in payload["tables"]] == [0.25, 0.5] and payload["baseline"] == "random init"
     assert all(len(t["difference"]["linear"]) == 2 for t in payload["tables"])
     assert (tmp_path / "protocol.md").read_text().count("paired difference") == 2
-    assert_one_line_error(run("eval", "--data", folders / "train", "--train-fraction", "0.5,1.5", check=False), "(0, 1)", "0.5,1.5")
+    assert_one_line_error(run("eval", "--data", folders / "train", "--train-fraction", "0.5,1.5", check=False), "(0, 1)",
+                          "0.5,1.5")
     assert_one_line_error(run("eval", "--data", folders / "train", "--train-fraction", "0.05", check=False),
                           "train fraction 0.05 leaves class 'bare' (8 images) without a training image")
     fewer = tmp_path / "fewer"
@@ -52,7 +54,8 @@ def test_protocol_tables_and_bad_fractions(folders, tmp_path):
 @pytest.mark.timeout(900)  # minutes on a loaded 2-core machine
 def test_saved_classifier_predicts_what_eval_scored_and_exports(folders, tmp_path):
     classifier_path = tmp_path / "classifier.pt"
-    result = run("eval", "--data", folders / "train", "--test-data", folders / "test", "--checkpoint", folders / "run" / "checkpoint.pt",
+    result = run("eval", "--data", folders / "train", "--test-data", folders / "test", "--checkpoint",
+                 folders / "run" / "checkpoint.pt",
                  "--save-classifier", classifier_path, "--out", tmp_path / "eval", "--no-tsne", "--json")
     accuracy = json.loads(result.stdout)["overall_accuracy"]
     assert json.loads(result.stdout)["test_images"] == 15
@@ -100,7 +103,8 @@ def test_saved_classifier_predicts_what_eval_scored_and_exports(folders, tmp_pat
     torch.testing.assert_close(headless.eval()(x), backbone.eval()(x), atol=1e-4, rtol=1e-4)
 
     assert_one_line_error(run("export", classifier_path, "--format", "tflite", check=False), "unknown export format 'tflite'")
-    assert_one_line_error(run("predict", "--checkpoint", folders / "run" / "checkpoint.pt", scenes, check=False), "not a classifier")
+    assert_one_line_error(run("predict", "--checkpoint", folders / "run" / "checkpoint.pt", scenes, check=False),
+                          "not a classifier")
 
 
 def test_onnx_export_runs_in_onnxruntime(folders, tmp_path):

@@ -41,6 +41,7 @@ def test_two_gloo_processes_reach_the_single_process_weights(tmp_path):
     for key, value in one["model"].items():
         if value.is_floating_point():
             rtol = RELATIVE if key.endswith("running_var") else 0.0
-            assert torch.allclose(value, two["model"][key], atol=TOLERANCE, rtol=rtol), (key, (value - two["model"][key]).abs().max())
+            assert torch.allclose(value, two["model"][key], atol=TOLERANCE, rtol=rtol), \
+                (key, (value - two["model"][key]).abs().max())
     metrics = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2  # rank 0 alone writes the log

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +24,7 @@ def run(*args, check=True, timeout=600):
 def assert_one_line_error(result, *fragments):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
-    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
@@ -44,10 +43,12 @@ def test_pretrain_then_eval_on_synthetic_data(synthetic, tmp_path):
     assert {"checkpoint.pt", "metrics.jsonl", "config.json", "loss.png"} <= {p.name for p in out.iterdir()}
     again = run("pretrain", "--data", synthetic, "--out", out, "--steps", 4, check=False)
     assert_one_line_error(again, "already holds a run", "--resume")
-    run("pretrain", "--data", synthetic, "--out", out, "--image-size", 16, "--batch-size", 8, "--steps", 6, "--workers", 0, "--resume")
+    run("pretrain", "--data", synthetic, "--out", out, "--image-size", 16, "--batch-size", 8, "--steps", 6, "--workers", 0,
+        "--resume")
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
     ev = tmp_path / "eval"
-    result = run("eval", "--data", synthetic, "--checkpoint", out / "checkpoint.pt", "--train-fraction", 0.5, "--epochs", 20, "--out", ev, "--json")
+    result = run("eval", "--data", synthetic, "--checkpoint", out / "checkpoint.pt", "--train-fraction", 0.5, "--epochs", 20,
+                 "--out", ev, "--json")
     payload = json.loads(result.stdout)
     assert payload["classes"] == ["bare", "field", "forest", "urban", "water"]
     assert payload["train_images"] == 20 and payload["test_images"] == 20
@@ -72,7 +73,8 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(synthetic, tmp_path):
     bad_ckpt = tmp_path / "bad.pt"
     bad_ckpt.write_bytes(b"garbage")
     assert_one_line_error(run("eval", "--data", synthetic, "--checkpoint", bad_ckpt, check=False), "not readable")
-    assert_one_line_error(run("eval", "--data", synthetic, "--mode", "probe", "--no-tsne", check=False), "unknown evaluation mode")
+    assert_one_line_error(run("eval", "--data", synthetic, "--mode", "probe", "--no-tsne", check=False),
+                          "unknown evaluation mode")
     assert_one_line_error(run("pretrain", "--data", synthetic, "--modality", "lidar", check=False), "unknown modality")
     bad_flag = run("pretrain", "--data", synthetic, "--batch-size", "many", check=False)
     assert bad_flag.returncode == 2 and "Traceback" not in bad_flag.stderr and "batch-size" in bad_flag.stderr
@@ -82,7 +84,8 @@ def test_a_corrupt_image_is_skipped_and_reported_and_strict_fails(synthetic, tmp
     data = tmp_path / "data"
     shutil.copytree(synthetic, data)
     (data / "field" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    result = run("eval", "--data", data, "--image-size", 16, "--epochs", 5, "--train-fraction", 0.5, "--no-tsne", "--json", "--out", tmp_path / "e")
+    result = run("eval", "--data", data, "--image-size", 16, "--epochs", 5, "--train-fraction", 0.5, "--no-tsne", "--json",
+                 "--out", tmp_path / "e")
     assert "skipped 1 unreadable" in result.stderr and "broken.jpg" in result.stderr
     assert json.loads(result.stdout)["skipped_files"] == 1
     strict = run("eval", "--data", data, "--image-size", 16, "--strict", "--out", tmp_path / "e2", check=False)
@@ -100,8 +103,10 @@ def test_end_to_end_on_real_optical_and_sar_images(tmp_path):
             for image in sorted(class_dir.iterdir())[:20]:
                 (subset / class_dir.name / image.name).symlink_to(image)
         out = tmp_path / f"{name}-run"
-        run("pretrain", "--data", subset, "--modality", modality, "--out", out, "--image-size", 32, "--batch-size", 16, "--steps", 3, "--workers", 0)
-        centre = ("--load-size", 48, "--centre-crop", 30) if modality == "sar" else ()  # the MSTAR target, as the benchmark probes it
+        run("pretrain", "--data", subset, "--modality", modality, "--out", out, "--image-size", 32, "--batch-size", 16,
+            "--steps", 3, "--workers", 0)
+        # the MSTAR target, as the benchmark probes it
+        centre = ("--load-size", 48, "--centre-crop", 30) if modality == "sar" else ()
         result = run("eval", "--data", subset, "--checkpoint", out / "checkpoint.pt", "--split", split, "--block-size", 5,
                      "--train-fraction", 0.5, "--epochs", 10, "--out", tmp_path / f"{name}-eval", "--json", *centre)
         payload = json.loads(result.stdout)

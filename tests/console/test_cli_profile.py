@@ -39,7 +39,8 @@ def test_measures_writes_and_prints_the_table(measured):
     assert profile.settings.batch_size == 2 and profile.settings.image_size == 32
     assert [p.name for p in path.parent.iterdir()] == ["profile.json"]  # atomic write: no temporary file left
     out = done.stdout
-    for text in ("lite-srl/resnet18 · batch 2 · 32 px", "layer4_1", "head", "fwd ms", "saved", "total", "Memory", f"wrote {path}"):
+    for text in ("lite-srl/resnet18 · batch 2 · 32 px", "layer4_1", "head", "fwd ms", "saved", "total", "Memory",
+                 f"wrote {path}"):
         assert text in out, text
     assert "params" in out and "grads" in out and "optimizer" in out and "activations" in out
 
@@ -58,8 +59,8 @@ def test_show_json_totals_match_the_layers(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     layers = data["profile"]["layers"]
-    assert data["totals"]["compute_ms"] == pytest.approx(sum(l["forward_ms"] + l["backward_ms"] for l in layers))
-    assert data["totals"]["activation_bytes"] == sum(l["activation_bytes"] for l in layers)
+    assert data["totals"]["compute_ms"] == pytest.approx(sum(layer["forward_ms"] + layer["backward_ms"] for layer in layers))
+    assert data["totals"]["activation_bytes"] == sum(layer["activation_bytes"] for layer in layers)
     assert data["totals"]["state_bytes"] == paper_like_profile().total_state_bytes
 
 

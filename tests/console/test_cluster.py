@@ -110,9 +110,11 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
                          "--out", str(tmp_path / "chosen"), "--json")
         assert chosen.returncode == 0, chosen.stderr
         assert json.loads(chosen.stdout)["plan"]["cut_after"] == ["layer1_0"]
-        unknown = litesrl("train", "--cluster", "local", "--iterations", "2", "--cut-after", "layer9_9", "--out", str(tmp_path / "x"))
+        unknown = litesrl("train", "--cluster", "local", "--iterations", "2", "--cut-after", "layer9_9", "--out",
+                          str(tmp_path / "x"))
         assert unknown.returncode == 1
-        assert unknown.stderr.strip().splitlines()[-1].startswith("error: cannot cut after layer9_9: the profile's layers are conv1, bn1")
+        assert unknown.stderr.strip().splitlines()[-1].startswith("error: cannot cut after layer9_9: "
+                                                                  "the profile's layers are conv1, bn1")
     finally:
         down = litesrl("cluster", "down", "--json")
     assert down.returncode == 0, down.stderr

@@ -27,7 +27,8 @@ def test_sar_pipeline_has_speckle_and_no_colour_operations():
     transform = build_view_transform("sar", AugmentConfig(size=24), torch.tensor([0.5]), torch.tensor([0.25]))
     ops = _ops(transform)
     assert "GammaSpeckle" in ops and "RandomGrayscale" not in ops
-    jitter = next(t for a in transform.transforms if isinstance(a, v2.RandomApply) for t in a.transforms if isinstance(t, v2.ColorJitter))
+    jitter = next(t for a in transform.transforms if isinstance(a, v2.RandomApply)
+                  for t in a.transforms if isinstance(t, v2.ColorJitter))
     assert jitter.hue is None and jitter.saturation is None
     view = transform(torch.randint(0, 256, (1, 40, 40), dtype=torch.uint8))
     assert view.shape == (1, 24, 24)

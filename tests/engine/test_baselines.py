@@ -19,7 +19,8 @@ CONFIG = PretrainConfig(augment=AugmentConfig(size=16), batch_size=8, steps=2, w
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return load_images(scan_unlabelled([generate(tmp_path_factory.mktemp("syn"), "optical", per_class=2, size=24)]), "optical", 20)
+    return load_images(scan_unlabelled([generate(tmp_path_factory.mktemp("syn"), "optical", per_class=2, size=24)]), "optical",
+                       20)
 
 
 @pytest.mark.parametrize("method", ["simclr", "mocov2", "byol", "swav"])

@@ -46,8 +46,8 @@ def test_resumed_run_equals_the_uninterrupted_run(images, tmp_path):
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.allclose(expected[key].float(), got[key].float(), atol=1e-6), key
-    lines = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    lines = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in lines] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_background_augmentation_process_gives_the_same_views(images, tmp_path):
@@ -60,7 +60,7 @@ def test_a_background_augmentation_process_gives_the_same_views(images, tmp_path
 
 def test_metrics_log_loss_lr_and_the_collapse_indicator(images, tmp_path):
     Pretrainer(CONFIG, images, RunOptions(out_dir=tmp_path, workers=0)).run()
-    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 6
     for line in lines:
         assert -1 <= line["loss"] <= 1 and 0 < line["collapse_std"] < 1 and line["lr"] > 0

@@ -71,7 +71,8 @@ def test_a_separate_test_folder_is_scored_whole(images, tmp_path):
 
 def test_bad_protocols_are_one_line_errors(images, tmp_path):
     fewer = _load(generate(tmp_path / "fewer", "optical", per_class=2, size=32, seed=3, classes=4))
-    with pytest.raises(DataError, match=r"test folder.s classes \{field, forest, urban, water\} differ from the training folder's \{bare, field, forest, urban, water\}"):
+    with pytest.raises(DataError, match=r"test folder.s classes \{field, forest, urban, water\} differ "
+                                        r"from the training folder's \{bare, field, forest, urban, water\}"):
         run_protocol(images, CONFIG, [0.5], 1, None, None, ModelConfig(), test_images=fewer)
     with pytest.raises(DataError, match="train fraction 0.05 leaves class 'bare' \\(8 images\\) without a training image"):
         run_protocol(images, CONFIG, [0.5, 0.05], 2, None, None, ModelConfig())

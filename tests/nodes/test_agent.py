@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from assets import asset_path
 from engine.cwb.profile_format import load_profile
 from engine.dhp.batches import DataSettings, StageOneData
 from engine.dhp.checkpoints import stage_states
@@ -19,7 +20,6 @@ from engine.dhp.protocol import LinkError, Op, pack_state, unpack_state
 from engine.dhp.stage import StageSpec, StageWorker
 from engine.model import ModelConfig, build_model
 from engine.optim import OptimConfig
-from assets import asset_path
 from nodes.client import connect_node
 from nodes.wire import connect
 from tests.nodes.agent_procs import SECRET, gone, log_text, make_data, start_agents

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -262,7 +261,8 @@ JTOP_XAVIER_NX = {
         ],
     },
     "memory": {
-        "RAM": {"tot": 7999172, "used": 2328576, "free": 3711384, "buffers": 95184, "cached": 1876532, "shared": 123904, "lfb": 27},
+        "RAM": {"tot": 7999172, "used": 2328576, "free": 3711384, "buffers": 95184, "cached": 1876532, "shared": 123904,
+                "lfb": 27},
         "SWAP": {"tot": 3999580, "used": 555008, "cached": 2048, "table": {}},
         "EMC": {"online": True, "val": 7, "cur": 1600000, "max": 1600000, "min": 204000},
     },
@@ -287,12 +287,14 @@ JTOP_XAVIER_NX = {
     },
     "power": {
         "rail": {
-            "VDD_CPU_GPU_CV": {"online": True, "type": "INA3221", "status": "ok", "volt": 5000, "curr": 318, "power": 1594, "avg": 1600},
+            "VDD_CPU_GPU_CV": {"online": True, "type": "INA3221", "status": "ok", "volt": 5000, "curr": 318, "power": 1594,
+                               "avg": 1600},
             "VDD_SOC": {"online": True, "type": "INA3221", "status": "ok", "volt": 5000, "curr": 246, "power": 1234, "avg": 1230},
             "VDD_X": {"online": False, "type": "INA3221", "power": 0, "avg": 0},
         },
         # jtop moved its input rail out of "rail" and named it here.
-        "tot": {"online": True, "type": "INA3221", "status": "ok", "volt": 5016, "curr": 1104, "power": 5542, "avg": 5500, "name": "VDD_IN"},
+        "tot": {"online": True, "type": "INA3221", "status": "ok", "volt": 5016, "curr": 1104, "power": 5542, "avg": 5500,
+                "name": "VDD_IN"},
     },
 }
 

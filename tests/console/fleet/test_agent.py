@@ -27,7 +27,8 @@ CREDENTIAL = (node_credential_text(SECRET, "n1") + "\n").encode()
 """What `start` leaves on board n1: its node credential, never the cluster secret."""
 SLEEPER = [sys.executable, "-c", "import time; print('agent up', flush=True); time.sleep(600)"]
 STUBBORN = [sys.executable, "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring TERM', flush=True); time.sleep(600)"]
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ignoring TERM', flush=True); time.sleep(600)"]
 
 
 def gone(pid: int, wait: float = 5.0) -> bool:

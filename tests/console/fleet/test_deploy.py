@@ -73,7 +73,8 @@ async def test_deploy_installs_the_wheel_into_a_venv_on_the_node(sshd, trusted, 
         # The venv really imports the installed package (engine.io needs only the standard library),
         # from its own site-packages, not from this checkout.
         shown = subprocess.run(
-            [str(venv_python), "-c", "import engine.io, importlib.metadata as m; print(m.version('litesrl'), engine.io.__file__)"],
+            [str(venv_python), "-c", "import engine.io, importlib.metadata as m; "
+                                     "print(m.version('litesrl'), engine.io.__file__)"],
             capture_output=True, text=True, cwd=tmp_path, check=True, env=_node_env(),
         ).stdout.split()
         assert shown[0] == local_version()

@@ -14,8 +14,8 @@ from engine.dhp.coordinator import Coordinator
 from engine.dhp.events import EventLog, read_events
 from engine.dhp.plan import plan_run
 from engine.dhp.settings import RunSettings
-from engine.optim import OptimConfig
 from engine.model import ModelConfig, build_model
+from engine.optim import OptimConfig
 from tests.nodes.agent_procs import addresses, links
 
 MODEL = ModelConfig()

@@ -10,8 +10,15 @@ from engine.checkpoint import load_checkpoint
 from engine.dhp.events import read_events
 from engine.evaluate import load_encoder
 from engine.pretrain import CHECKPOINT_NAME
-from tests.engine.dhp.coordinator_helpers import (MODEL, PROFILE, coordinator_for, iteration_batches, plan_for,
-                                                  reference_training, settings)
+from tests.engine.dhp.coordinator_helpers import (
+    MODEL,
+    PROFILE,
+    coordinator_for,
+    iteration_batches,
+    plan_for,
+    reference_training,
+    settings,
+)
 from tests.nodes.agent_procs import make_data, start_agents
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ class ScriptedCluster:
     def __init__(self) -> None:
         self.inbox = {"a": asyncio.Queue(), "b": asyncio.Queue()}
 
-    def link(self, name: str) -> "ScriptedLink":
+    def link(self, name: str) -> ScriptedLink:
         return ScriptedLink(name, self)
 
 

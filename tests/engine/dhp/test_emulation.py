@@ -17,8 +17,8 @@ def test_targets_from_the_profile_slice():
     profile = paper_like_profile()
     layers = profile.layers[2:7]
     emu = Emulation.from_profile(profile, 2, 7, speed=2.0, time_scale=0.1, bandwidth=125e6, latency_ms=0.5)
-    assert emu.forward_s == pytest.approx(sum(l.forward_ms for l in layers) * 0.1 / 2.0 / 1000)
-    assert emu.backward_s == pytest.approx(sum(l.backward_ms for l in layers) * 0.1 / 2.0 / 1000)
+    assert emu.forward_s == pytest.approx(sum(layer.forward_ms for layer in layers) * 0.1 / 2.0 / 1000)
+    assert emu.backward_s == pytest.approx(sum(layer.backward_ms for layer in layers) * 0.1 / 2.0 / 1000)
     # The cut after unit 6 carries its output; the gradient back to stage 0 is unit 1's output size.
     assert emu.activation_send_s == pytest.approx(0.1 * (profile.layers[6].output_bytes / 125e6 + 0.0005))
     assert emu.gradient_send_s == pytest.approx(0.1 * (profile.layers[1].output_bytes / 125e6 + 0.0005))
@@ -74,8 +74,8 @@ def test_memory_need_is_cwbs_formula_split_by_kind():
     model = CostModel(profile, Network(bandwidth=125e6))
     assert memory.total == model.memory_bytes(2, 7)
     layers = profile.layers[2:7]
-    assert memory.weights == sum(l.param_bytes for l in layers)
-    assert memory.activations == sum(l.activation_bytes for l in layers)
+    assert memory.weights == sum(layer.param_bytes for layer in layers)
+    assert memory.activations == sum(layer.activation_bytes for layer in layers)
     assert memory.buffers == 2 * profile.layers[1].output_bytes + 2 * profile.layers[6].output_bytes
     memory.check(memory.total, "stage 2")  # fits exactly
     with pytest.raises(ConfigError) as info:

@@ -120,7 +120,8 @@ def test_dynamic_321_completes_every_batch_exactly_once_over_three_epochs():
     assert s.finished and s.completed == 3 * per_epoch
     assert sorted(d.completed) == list(range(3 * per_epoch))  # each batch once; epoch e = batches [20e, 20e+20)
     for epoch in range(3):
-        assert sorted(b for b in d.completed if b // per_epoch == epoch) == list(range(epoch * per_epoch, (epoch + 1) * per_epoch))
+        in_epoch = sorted(b for b in d.completed if b // per_epoch == epoch)
+        assert in_epoch == list(range(epoch * per_epoch, (epoch + 1) * per_epoch))
     assert all(r.iteration == r.batch and len(r.nodes) == 3 for r in d.records)
     assert {r.nodes[2] for r in d.records} == {"n6"} and {r.nodes[0] for r in d.records} == {"n1", "n2", "n3"}
 
