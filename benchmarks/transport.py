@@ -25,16 +25,17 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from report import write_section  # noqa: E402
+
 import torch  # noqa: E402
 
-from report import write_section  # noqa: E402
 from nodes.wire import Connection, LinkShape, MessageType, connect, serve  # noqa: E402
 from nodes.wire.guard import CHUNK_BYTES  # noqa: E402
 
@@ -404,7 +405,8 @@ def main() -> None:
             f"for any MAC of this speed. On a link slower than the CPU's copies (every Jetson link: 1 Gbit/s Ethernet "
             f"is 0.125 GB/s) the MAC runs while the wire drains, as the emulated rows show."
         )
-    notes.append(f"Machine load average {'%.2f %.2f %.2f' % os.getloadavg()} at the end of the run.")
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    notes.append(f"Machine load average {load} at the end of the run.")
     table = "\n".join(lines)
     print()
     print(table)

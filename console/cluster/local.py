@@ -17,9 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import psutil
 
@@ -92,7 +92,7 @@ class ClusterState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ClusterState":
+    def from_dict(cls, data: dict) -> ClusterState:
         try:
             agents = tuple(Agent(**entry) for entry in data["agents"])
             owner = ProcessId(**data["owner"]) if data.get("owner") else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import psutil
 
@@ -45,7 +45,7 @@ class AgentProbe:
         self._processes: dict[int, psutil.Process] = {}
 
     @classmethod
-    async def open(cls, interval: float) -> "AgentProbe":
+    async def open(cls, interval: float) -> AgentProbe:
         """A probe whose host sampling covers ``interval``-second periods."""
         return cls(await PsutilSource.open(interval))
 

@@ -21,8 +21,18 @@ from console.tui.commands import ConsoleCommands
 from console.tui.leftovers import Leftovers, OrphanRun, find_leftovers, stop_leftovers
 from console.tui.log_handler import AppLogHandler
 from console.tui.messages import (
-    BackendFailed, BackendReady, FleetChanged, LogLine, LogsChanged, PlanChanged, ProfileFailed, ProfileReady,
-    TelemetryArrived, TrainingChanged, TrainingEvents, TrainingExited,
+    BackendFailed,
+    BackendReady,
+    FleetChanged,
+    LogLine,
+    LogsChanged,
+    PlanChanged,
+    ProfileFailed,
+    ProfileReady,
+    TelemetryArrived,
+    TrainingChanged,
+    TrainingEvents,
+    TrainingExited,
 )
 from console.tui.partition_plan import ProfileSlot
 from console.tui.screens.fleet import FleetScreen

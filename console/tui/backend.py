@@ -9,9 +9,9 @@ there and turns each item into a typed message; screens never touch a backend di
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable, Union
 
 from console.fleet.ssh import NodeStatus
 from engine.cwb.profile_format import Profile
@@ -62,7 +62,7 @@ class Reading:
     """``time.monotonic()`` when the console received it (staleness is judged from this)."""
 
 
-Update = Union[NodeStatus, Reading]
+Update = NodeStatus | Reading
 """What :meth:`FleetBackend.updates` yields: a node's link state changed, or a reading arrived."""
 
 

@@ -12,8 +12,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from console.cluster.local import ClusterState, down, read_state, set_owner, state_dir
 from console.errors import ConsoleError

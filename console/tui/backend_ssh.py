@@ -13,8 +13,8 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from console.errors import FleetError
 from console.fleet.fleet import Fleet

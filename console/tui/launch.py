@@ -13,9 +13,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from console.errors import ConsoleError, InventoryError
 from console.fleet.inventory import load_inventory, resolve_inventory_path

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from console.tui.backend import NodeInfo
 from engine.cwb.fastest import Recommendation
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.planner import DEFAULT_BANDWIDTH, plan_partitions as plan_cwb
+from engine.cwb.planner import DEFAULT_BANDWIDTH
+from engine.cwb.planner import plan_partitions as plan_cwb
 from engine.cwb.profile_format import Profile
 from engine.cwb.replicas import ReplicaReport
 from engine.cwb.search import SearchResult

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from console.fleet.ssh import NodeState, NodeStatus
 from console.tui.backend import NodeInfo, Reading

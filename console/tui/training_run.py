@@ -14,9 +14,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable, Literal
+from typing import Literal
 
 from console.errors import ConsoleError
 from console.process_id import ProcessId, stop_group

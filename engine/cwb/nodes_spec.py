@@ -31,6 +31,7 @@ a nodes file (its SSH keys and ``[cluster]`` are ignored here)::
 from __future__ import annotations
 
 import sys
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def load_nodes_file(path: str | Path) -> NodesFile:
     return NodesFile(nodes=nodes, bandwidth=bandwidth, latency_ms=latency, links=links)
 
 
-def _table(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
+def _table(value: Any, where: str, allowed: AbstractSet[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table")
     unknown = set(value) - allowed

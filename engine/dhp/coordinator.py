@@ -21,28 +21,39 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import torch
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.profile_format import Profile
 from engine.dhp.assign import assign_all
+from engine.dhp.chain_records import Completed, Hop
 from engine.dhp.channel import NodeChannel
 from engine.dhp.checkpoints import load_run, save_run, stage_states, stored_momentum
-from engine.dhp.events import (Averaging, ChainDone, ChainLink, Event, EventLog, Iteration, NodeState, NodeSummary,
-                               RunFinished, RunStarted)
-from engine.dhp.faults import Faults
+from engine.dhp.events import (
+    Averaging,
+    ChainDone,
+    ChainLink,
+    Event,
+    EventLog,
+    Iteration,
+    NodeState,
+    NodeSummary,
+    RunFinished,
+    RunStarted,
+)
+from engine.dhp.faults import FaultHandler
 from engine.dhp.plan import RunPlan
 from engine.dhp.protocol import Message, NodeLink, Op
-from engine.heap import map_large_blocks
-from engine.dhp.chain_records import Completed, Hop
 from engine.dhp.schedule import ChainScheduler, ScheduleError
 from engine.dhp.settings import RunSettings
 from engine.dhp.sync import average_round, push_schedule
 from engine.errors import CheckpointError, EngineError
+from engine.heap import map_large_blocks
 from engine.schedule import BudgetPlanner
 
 log = logging.getLogger(__name__)
@@ -100,7 +111,7 @@ class _Flight:
     """BACKWARD_DONE reports that arrived before a later stage's (applied once it has been)."""
 
 
-class Coordinator(Faults):
+class Coordinator:
     """Drives one training run over attached node agents."""
 
     def __init__(self, links: Mapping[str, NodeLink], addresses: Mapping[str, tuple[str, int]], settings: RunSettings,
@@ -118,9 +129,23 @@ class Coordinator(Faults):
         self.channels: dict[str, NodeChannel] = {name: self._channel(link) for name, link in links.items()}
         self._t0 = time.monotonic()
         self._rejoins: dict[str, asyncio.Task] = {}
-        self._sched: ChainScheduler | None = None
-        self._first, self._done, self._flight = 0, set(), {}
+        self._scheduler: ChainScheduler | None = None
+        self._first = 0
+        self._done: set[int] = set()
+        """Iterations completed in this run."""
+        self._flight: dict[int, _Flight] = {}
+        """Chains in flight, by chain id."""
+        self._checkpoint: Path | None = None
+        self._last_loss: float | None = None
         self._stop: str | None = None
+        self._faults = FaultHandler(self)
+
+    @property
+    def _sched(self) -> ChainScheduler:
+        """The run's chain scheduler (made by :meth:`run`)."""
+        if self._scheduler is None:
+            raise EngineError("the run has not started: no chain scheduler yet")
+        return self._scheduler
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -160,12 +185,12 @@ class Coordinator(Faults):
     @property
     def in_flight(self) -> int:
         """Chains admitted and not yet completed or aborted."""
-        return self._sched.in_flight if self._sched is not None else 0
+        return self._scheduler.in_flight if self._scheduler is not None else 0
 
     def request_stop(self, reason: str = "stopped on request") -> None:
         """Stop admitting chains; once the chains in flight are done, average, checkpoint and end the run."""
         self._stop = reason
-        if self._sched is not None:
+        if self._scheduler is not None:
             self._sched.begin_drain()
         self._queue.put_nowait(("wake", "", None))
 
@@ -199,8 +224,8 @@ class Coordinator(Faults):
         self._dataset = next(iter(described.values()))
         self._stage_of = {node: i for i, nodes in enumerate(plan.stages) for node in nodes}
         self._tally = {node: _Tally(i) for node, i in self._stage_of.items()}
-        self._sched = ChainScheduler(plan.stages, iterations=s.iterations, mode=s.mode, policy=s.policy,
-                                     first_iteration=first, average_every=s.average_every)
+        self._scheduler = ChainScheduler(plan.stages, iterations=s.iterations, mode=s.mode, policy=s.policy,
+                                         first_iteration=first, average_every=s.average_every)
         self._first, self._done, self._flight = first, set(), {}
         self._elapsed0, self._checkpoint, self._last_loss = elapsed, None, None
         self._budget = BudgetPlanner(s.time_budget, s.optim.warmup_steps) if s.time_budget is not None else None
@@ -260,7 +285,7 @@ class Coordinator(Faults):
                 if time.monotonic() - heard >= self.settings.stall_timeout:
                     return (f"no node reported anything for {self.settings.stall_timeout:g} s "
                             f"with {sched.in_flight} chain(s) in flight")
-                await self._abort_stalled()
+                await self._faults.abort_stalled()
                 await self._admit()
                 continue
             heard = time.monotonic()
@@ -274,7 +299,7 @@ class Coordinator(Faults):
 
     def _wait_s(self, heard: float) -> float:
         """How long the loop may wait for the next report: until the run stalls or the oldest chain times out."""
-        now, limit = time.monotonic(), self._chain_limit()
+        now, limit = time.monotonic(), self._faults.chain_limit()
         deadline = heard + self.settings.stall_timeout
         if limit and self._flight:
             deadline = min(deadline, min(f.progress for f in self._flight.values()) + limit)
@@ -284,15 +309,15 @@ class Coordinator(Faults):
         if kind == "wake":
             return
         if kind == "lost":
-            await self._node_lost(node, payload)
+            await self._faults.node_lost(node, payload)
         elif kind == "joined":
-            await self._node_joined(node, payload)
+            await self._faults.node_joined(node, payload)
         elif payload.op is Op.FORWARD_DONE:
             await self._forward_done(node, payload)
         elif payload.op is Op.BACKWARD_DONE:
             await self._backward_done(node, payload)
         elif payload.op is Op.FAILED:
-            await self._failed(node, payload)
+            await self._faults.failed(node, payload)
         else:
             log.debug("%s sent %s outside a request", node, payload.op.value)
 
@@ -408,7 +433,7 @@ class Coordinator(Faults):
         if averaging:
             self._emit(Averaging, phase="done", iteration=step, ms=(time.monotonic() - began) * 1000,
                        divergence=tuple(round(d, 8) for d in spread))
-        if due and self._done == set(range(self._first, step)):
+        if due and s.out_dir is not None and self._done == set(range(self._first, step)):
             norm = (torch.tensor(self._dataset["mean"]), torch.tensor(self._dataset["std"]))
             elapsed = self._elapsed0 + time.monotonic() - self._t0
             self._checkpoint = save_run(s.out_dir, s, self.plan.model_cuts, self._previous, norm, step, elapsed,

@@ -39,68 +39,75 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Faults:
-    """Fault handling of :class:`engine.dhp.coordinator.Coordinator` (a mixin: it shares the run's state)."""
+class FaultHandler:
+    """Fault handling of one :class:`engine.dhp.coordinator.Coordinator` run: it acts on the run's scheduler,
+    channels and events, which the coordinator owns."""
 
-    async def _node_lost(self: Coordinator, node: str, reason: str) -> None:
-        if node not in {n for nodes in self._sched.stages for n in nodes}:
+    def __init__(self, run: Coordinator) -> None:
+        self.run = run
+
+    async def node_lost(self, node: str, reason: str) -> None:
+        if node not in {n for nodes in self.run._sched.stages for n in nodes}:
             return  # an idle node, or already handled
-        self.channels[node].mark_lost(reason)
-        loss = self._sched.node_lost(node)
-        self._emit(NodeState, node=node, stage=self._stage_of[node], state="lost")
+        self.run.channels[node].mark_lost(reason)
+        loss = self.run._sched.node_lost(node)
+        self.run._emit(NodeState, node=node, stage=self.run._stage_of[node], state="lost")
         for aborted in loss.aborted:
-            self._flight.pop(aborted.chain, None)
+            self.run._flight.pop(aborted.chain, None)
             for member in aborted.nodes:
                 if member in loss.freed:
-                    await self.channels[member].send(Op.ABORT, {"chain": aborted.chain})
-                    self._emit(NodeState, node=member, stage=self._stage_of[member], state="idle")
-        self._emit(NodeLost, node=node, reason=reason, requeued=loss.requeued)
+                    await self.run.channels[member].send(Op.ABORT, {"chain": aborted.chain})
+                    self.run._emit(NodeState, node=member, stage=self.run._stage_of[member], state="idle")
+        self.run._emit(NodeLost, node=node, reason=reason, requeued=loss.requeued)
         log.warning("node %s lost (%s); requeued %s", node, reason, list(loss.requeued) or "nothing")
         for hop in loss.hops:
-            await self._hop(hop)
-        if self.settings.overlap and loss.fatal is None:
-            for chain in self._gradients_from(node):
-                await self._give_up(chain, f"{node} was lost with its gradient on the way")
-        if loss.fatal is None and self.settings.mode == "dynamic" and self._reconnect is not None:
-            self._rejoins[node] = asyncio.get_running_loop().create_task(self._rejoin(node, self._stage_of[node]))
+            await self.run._hop(hop)
+        if self.run.settings.overlap and loss.fatal is None:
+            for chain in self.gradients_from(node):
+                await self.give_up(chain, f"{node} was lost with its gradient on the way")
+        if loss.fatal is None and self.run.settings.mode == "dynamic" and self.run._reconnect is not None:
+            self.run._rejoins[node] = asyncio.get_running_loop().create_task(self.rejoin(node, self.run._stage_of[node]))
 
-    async def _failed(self: Coordinator, node: str, message: Message) -> None:
+    async def failed(self, node: str, message: Message) -> None:
         chain, peer = message.header.get("chain"), message.header.get("peer")
         reason = str(message.header.get("reason", "no reason given"))
-        if chain not in self._flight:
+        if chain not in self.run._flight:
             log.info("%s: stale failure of chain %s: %s", node, chain, reason)
-        elif isinstance(peer, str) and peer in self.channels:
-            await self._node_lost(peer, f"unreachable from {node}: {reason}")
+        elif isinstance(peer, str) and peer in self.run.channels:
+            await self.node_lost(peer, f"unreachable from {node}: {reason}")
         else:
-            await self._node_lost(node, f"chain {chain} failed there: {reason}")
+            await self.node_lost(node, f"chain {chain} failed there: {reason}")
 
-    async def _node_joined(self: Coordinator, node: str, stage: int) -> None:
-        for hop in self._sched.node_joined(node, stage):
-            await self._hop(hop)
-        self._emit(NodeJoined, node=node, stage=stage)
-        self._emit(NodeState, node=node, stage=stage, state="idle")
+    async def node_joined(self, node: str, stage: int) -> None:
+        for hop in self.run._sched.node_joined(node, stage):
+            await self.run._hop(hop)
+        self.run._emit(NodeJoined, node=node, stage=stage)
+        self.run._emit(NodeState, node=node, stage=stage, state="idle")
         log.info("node %s rejoined stage %d", node, stage + 1)
 
-    async def _rejoin(self: Coordinator, node: str, stage: int) -> None:
+    async def rejoin(self, node: str, stage: int) -> None:
         """Redial ``node`` until its agent answers, give it ``stage`` with a live replica's weights, queue the join."""
-        s = self.settings
+        s, reconnect = self.run.settings, self.run._reconnect
+        if reconnect is None:
+            return
         while True:
             await asyncio.sleep(s.rejoin_interval)
             try:
-                link = await self._reconnect(node)
+                link = await reconnect(node)
             except LinkError as exc:
                 log.debug("rejoin %s: %s", node, exc)
                 continue
-            channel = self._channel(link)
+            channel = self.run._channel(link)
             try:
-                await channel.attach(self.run_id, s.request_timeout)
-                donors = [n for n in self._sched.stages[stage] if not self.channels[n].lost]
+                await channel.attach(self.run.run_id, s.request_timeout)
+                donors = [n for n in self.run._sched.stages[stage] if not self.run.channels[n].lost]
                 if not donors:
                     raise EngineError(f"stage {stage + 1} has no live replica to copy")
-                state = await fetch_state(self.channels[donors[0]], s.request_timeout, momentum=True)
-                header = assign_header(s, self.plan, self.profile, stage, node, self.addresses)
+                state = await fetch_state(self.run.channels[donors[0]], s.request_timeout, momentum=True)
+                header = assign_header(s, self.run.plan, self.run.profile, stage, node, self.run.addresses)
                 data = await assign(channel, header, state, s.assign_timeout)
-                if data is not None and (data["images"], data["mean"]) != (self._dataset["images"], self._dataset["mean"]):
+                known = self.run._dataset
+                if data is not None and (data["images"], data["mean"]) != (known["images"], known["mean"]):
                     raise EngineError(f"{node} now reads a different dataset ({data['images']} images)")
             except EngineError as exc:  # LinkError included: the node went again, or is not ready yet
                 log.warning("rejoin of %s failed: %s", node, exc)
@@ -109,54 +116,54 @@ class Faults:
             except asyncio.CancelledError:  # the run ended meanwhile
                 await channel.close()
                 raise
-            old = self.channels[node]
-            self.channels[node] = channel
+            old = self.run.channels[node]
+            self.run.channels[node] = channel
             await old.close()
             channel.start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
-            self._rejoins.pop(node, None)
-            self._queue.put_nowait(("joined", node, stage))
+            self.run._rejoins.pop(node, None)
+            self.run._queue.put_nowait(("joined", node, stage))
             return
 
-    def _chain_limit(self: Coordinator) -> float:
+    def chain_limit(self) -> float:
         """Seconds a chain may go unheard of: ``chain_timeout``, or 5x the slowest node's usual hold on slow
         hardware, so that a long step is never taken for a stall (0: never give up)."""
-        s = self.settings
+        s = self.run.settings
         if not s.chain_timeout:
             return 0.0
-        holds = [self._sched.mean_hold_ms(node) or 0.0 for node in self._stage_of]
+        holds = [self.run._sched.mean_hold_ms(node) or 0.0 for node in self.run._stage_of]
         return max(s.chain_timeout, 5 * max(holds, default=0.0) / 1000)
 
-    async def _abort_stalled(self: Coordinator) -> None:
+    async def abort_stalled(self) -> None:
         """Give up the chains not heard of for ``_chain_limit()`` s (waiting for a free node does not count)."""
-        limit, now = self._chain_limit(), time.monotonic()
-        for chain, flight in list(self._flight.items()):
+        limit, now = self.chain_limit(), time.monotonic()
+        for chain, flight in list(self.run._flight.items()):
             if not limit or now - flight.progress < limit:
                 continue
-            if self._sched.is_waiting(chain):
+            if self.run._sched.is_waiting(chain):
                 flight.progress = now  # it waits its turn; its clock restarts when a node takes it
                 continue
-            nodes = ", ".join(self._sched.chain_info(chain).nodes)
-            await self._give_up(chain, f"no report for {limit:.3g} s (chain reached {nodes})")
+            nodes = ", ".join(self.run._sched.chain_info(chain).nodes)
+            await self.give_up(chain, f"no report for {limit:.3g} s (chain reached {nodes})")
 
-    def _gradients_from(self: Coordinator, node: str) -> list[int]:
+    def gradients_from(self, node: str) -> list[int]:
         """Chains whose member before ``node`` still waits for the gradient ``node`` reported sending."""
-        busy, chains = self._sched.busy, []
-        for chain in self._flight:
-            members = self._sched.chain_info(chain).nodes
+        busy, chains = self.run._sched.busy, []
+        for chain in self.run._flight:
+            members = self.run._sched.chain_info(chain).nodes
             at = members.index(node) if node in members else 0
             if at > 0 and busy.get(node) != chain and busy.get(members[at - 1]) == chain:
                 chains.append(chain)
         return chains
 
-    async def _give_up(self: Coordinator, chain: int, reason: str) -> None:
+    async def give_up(self, chain: int, reason: str) -> None:
         """Abort ``chain``: its members drop it, its batch is handed out again (ChainAborted)."""
-        aborted = self._sched.abort(chain)
-        del self._flight[chain]
+        aborted = self.run._sched.abort(chain)
+        del self.run._flight[chain]
         record = aborted.chain
         log.warning("chain %d (batch %d) given up: %s; its batch is handed out again", chain, record.batch, reason)
         for member in aborted.freed:
-            await self.channels[member].send(Op.ABORT, {"chain": chain})
-            self._emit(NodeState, node=member, stage=self._stage_of[member], state="idle")
-        self._emit(ChainAborted, chain=chain, batch=record.batch, nodes=record.nodes, reason=reason)
+            await self.run.channels[member].send(Op.ABORT, {"chain": chain})
+            self.run._emit(NodeState, node=member, stage=self.run._stage_of[member], state="idle")
+        self.run._emit(ChainAborted, chain=chain, batch=record.batch, nodes=record.nodes, reason=reason)
         for hop in aborted.hops:
-            await self._hop(hop)
+            await self.run._hop(hop)

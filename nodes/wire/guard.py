@@ -18,11 +18,12 @@ package; a one-time authenticator, safe here because every key is used once) whe
 else HMAC-SHA256 truncated to 16 bytes, from the standard library alone, so a Jetson with only python,
 torch, numpy and pillow runs the agent. Measured on one core of the test machine (BENCHMARKS.md):
 Poly1305 4.7 GB/s, HMAC-SHA256 1.4 GB/s (SHA-NI; Cortex-A78AE has the ARMv8 SHA-256 instructions too),
-keyed BLAKE2b 0.45 GB/s. The transport hashes a payload in the time it would otherwise spend waiting
-on the socket (a full send buffer, an empty receive buffer, the emulated link's schedule), so on a link
-slower than the CPU the MAC adds almost nothing (``benchmarks/transport.py``). In ``encrypt`` mode (untrusted links; needs ``cryptography``) the header and
-each payload chunk of up to :data:`CHUNK_BYTES` are sealed with ChaCha20-Poly1305 (fast without AES
-hardware), nonce = chunk index | seq, the prefix as associated data.
+keyed BLAKE2b 0.45 GB/s. The transport hashes a payload in the time it would otherwise spend waiting on
+the socket (a full send buffer, an empty receive buffer, the emulated link's schedule), so on a link
+slower than the CPU the MAC adds almost nothing (``benchmarks/transport.py``). In ``encrypt`` mode
+(untrusted links; needs ``cryptography``) the header and each payload chunk of up to :data:`CHUNK_BYTES`
+are sealed with ChaCha20-Poly1305 (fast without AES hardware), nonce = chunk index | seq, the prefix as
+associated data.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ class MacFrame:
 
     def _check(self, got: memoryview, want: bytes, part: str) -> None:
         if not hmac.compare_digest(bytes(got), want):
-            raise IntegrityError(f"frame {self.seq} failed its integrity check ({part}): altered, injected, replayed or reordered")
+            raise IntegrityError(f"frame {self.seq} failed its integrity check ({part}): "
+                                 "altered, injected, replayed or reordered")
 
 
 class _Hmac:
@@ -208,7 +210,8 @@ class SealedFrame:
         try:
             return self._aead.decrypt(self._nonce(), bytes(wire), self._aad)
         except InvalidTag:
-            raise IntegrityError(f"frame {self.seq} failed its integrity check ({part}): altered, injected, replayed or reordered") from None
+            raise IntegrityError(f"frame {self.seq} failed its integrity check ({part}): "
+                                 "altered, injected, replayed or reordered") from None
 
 
 def _cipher(key: bytes) -> Any:

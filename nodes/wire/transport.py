@@ -131,7 +131,8 @@ class Connection:
 
     def protect(self, keys: SessionKeys, *, client: bool) -> None:
         """Protect every later frame with the handshake's session ``keys`` (see :mod:`nodes.wire.guard`)."""
-        mine, theirs = (keys.client_to_server, keys.server_to_client) if client else (keys.server_to_client, keys.client_to_server)
+        outgoing, incoming = keys.client_to_server, keys.server_to_client
+        mine, theirs = (outgoing, incoming) if client else (incoming, outgoing)
         self._out, self._in = Guard(keys.mode, mine, keys.mac), Guard(keys.mode, theirs, keys.mac)
         self.protection = keys.mode
 
@@ -379,7 +380,8 @@ class Connection:
         """The error for a socket that failed (or was closed by :meth:`close`) while ``what``."""
         if self._closed:
             return ConnectionClosed(f"connection to {self.peer} was closed on this side while {what}")
-        return ConnectionClosed(f"connection to {self.peer} failed while {what}: {os_error_reason(exc)}")
+        reason = os_error_reason(exc) if exc is not None else "closed by the peer"
+        return ConnectionClosed(f"connection to {self.peer} failed while {what}: {reason}")
 
 
 class _Hashing:
@@ -418,7 +420,7 @@ def _to_wire(tensor: torch.Tensor) -> tuple[TensorSpec, torch.Tensor]:
 
 def _byte_view(tensor: torch.Tensor) -> memoryview:
     """A writable byte view of a non-empty contiguous CPU tensor's memory (no copy)."""
-    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+    return tensor.reshape(-1).view(torch.uint8).numpy().data
 
 
 def _reusable(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor | None:

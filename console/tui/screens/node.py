@@ -92,7 +92,8 @@ def temperature_table(sample: Sample) -> Table | Text:
     table.add_column(justify="right", no_wrap=True)
     for name, temp in sample.temperatures.items():
         value = temp.celsius
-        table.add_row(name, Text("offline", style="dim") if value is None else Text(fmt.celsius(value), style=fmt.temp_style(value)))
+        shown = Text("offline", style="dim") if value is None else Text(fmt.celsius(value), style=fmt.temp_style(value))
+        table.add_row(name, shown)
     return table
 
 

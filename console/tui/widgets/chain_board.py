@@ -122,7 +122,8 @@ class ChainBoard(Widget):
         top = "╭" + title + "─" * (inner - len(title) - len(batch) - (1 if batch else 0)) + (batch + "─" if batch else "") + "╮"
         canvas.put(x, row - 1, top[:box], border)
         if batch:
-            canvas.put(x + box - 2 - len(batch), row - 1, batch, "bold " + CHAIN_COLOURS[(activity.chain or 0) % len(CHAIN_COLOURS)])
+            colour = CHAIN_COLOURS[(activity.chain or 0) % len(CHAIN_COLOURS)]
+            canvas.put(x + box - 2 - len(batch), row - 1, batch, "bold " + colour)
         state = f"{symbol} {activity.state}"
         canvas.put(x, row, "│", border)
         canvas.put(x + 1, row, state.ljust(inner - len(count))[: inner - len(count)], style)

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from rich.console import Console
@@ -18,6 +18,7 @@ from console.process_id import ProcessId
 from console.tui.backend import NodeInfo
 from console.tui.training_run import EVENTS, OUTPUT
 from tests.conftest import REPO_ROOT
+from tests.console.fleet.conftest import _no_ssh_agent, known_hosts, make_inventory, sshd, trusted  # noqa: F401  (fixtures)
 
 CLUSTER_NODES = 3
 """Agents of the shared emulated cluster (each imports torch: more would make the suite slow)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from console.errors import ConsoleError
 from console.fleet.ssh import NodeState, NodeStatus

@@ -13,7 +13,6 @@ from console.fleet.ssh import NodeState, NodeStatus
 from console.tui.backend import Reading
 from console.tui.backend_ssh import SSHBackend
 from console.tui.launch import LaunchOptions, create_backend
-from tests.console.fleet.conftest import _no_ssh_agent, known_hosts, make_inventory, sshd, trusted  # noqa: F401
 
 pytestmark = pytest.mark.ssh
 

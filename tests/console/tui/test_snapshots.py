@@ -15,7 +15,8 @@ import pytest
 from console.fleet.ssh import NodeState, NodeStatus
 from console.tui.app import ConsoleApp
 from console.tui.settings import ConsoleSettings
-from engine.dhp.events import Averaging, ChainDone, ChainLink, Iteration, NodeState as NodeEvent, RunStarted
+from engine.dhp.events import Averaging, ChainDone, ChainLink, Iteration, RunStarted
+from engine.dhp.events import NodeState as NodeEvent
 from tests.console.tui.conftest import screen_text, wait_for
 from tests.console.tui.scripted import ScriptedBackend, jetson_sample
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from console.tui.training_state import TrainingState
 from engine.dhp.events import (
-    Averaging, ChainAborted, ChainDone, ChainLink, Iteration, NodeJoined, NodeLost, NodeState, NodeSummary, RunFinished, RunStarted,
+    Averaging,
+    ChainAborted,
+    ChainDone,
+    ChainLink,
+    Iteration,
+    NodeJoined,
+    NodeLost,
+    NodeState,
+    NodeSummary,
+    RunFinished,
+    RunStarted,
 )
 
 STAGES = (("n1", "n2", "n3"), ("n4", "n5"), ("n6",))
@@ -33,7 +43,7 @@ def test_run_started_lays_out_stages_and_idle_nodes():
 def test_links_appear_as_the_chain_forms_and_vanish_when_it_completes():
     state = started()
     run_chain(state, 7, 3, ("n2", "n5", "n6"), 1.0)
-    hops = [(l.from_node, l.to_node, l.stage) for l in state.live_links]
+    hops = [(link.from_node, link.to_node, link.stage) for link in state.live_links]
     assert hops == [(None, "n2", 0), ("n2", "n5", 1), ("n5", "n6", 2)]
     assert state.nodes["n5"].batch == 3 and state.nodes["n5"].chain == 7
     state.apply(ChainDone(2.0, 7, 3, ("n2", "n5", "n6"), 0.9, 1000.0))
@@ -50,7 +60,7 @@ def test_two_chains_live_at_once_keep_their_own_links():
     state.apply(ChainLink(1.6, 2, 1, 1, "n2", "n5"))
     assert set(state.links) == {1, 2} and len(state.live_links) == 5
     state.apply(ChainDone(2.0, 1, 0, ("n1", "n4", "n6"), 1.0, 900.0))
-    assert [(l.chain, l.to_node) for l in state.live_links] == [(2, "n2"), (2, "n5")]
+    assert [(link.chain, link.to_node) for link in state.live_links] == [(2, "n2"), (2, "n5")]
 
 
 def test_idle_clears_the_batch_a_node_held():
