@@ -15,6 +15,16 @@ DATASETS = SHARED / "datasets"
 TEGRASTATS_DIR = SHARED / "tegrastats"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``./scripts/test`` runs a worker per core) each worker and the processes its tests
+    start compute on one thread: two workers of two threads each on two cores would only contend."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path_factory, monkeypatch):
     """Seed every RNG and point HOME/XDG at a temporary folder so tests never touch the user's files."""
