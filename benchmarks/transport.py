@@ -285,6 +285,13 @@ def _gloo_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) ->
     return elapsed
 
 
+def pin(pid: int, core: int) -> None:
+    """Keep a process on one core (sender on core 0, receiver on core 1), as two boards each have their own CPU:
+    left to the scheduler, the pair sometimes shares a core and the same code runs at half its speed."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
+        os.sched_setaffinity(pid, {core})
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -306,6 +313,7 @@ def run_method(receiver: Callable, sender: Callable, tensor: torch.Tensor, messa
     ready = ctx.Queue()
     child = ctx.Process(target=receiver, args=(ready, tensor.numel(), messages + warmup, warmup))
     child.start()
+    pin(child.pid, 1)
     if receiver is _gloo_receiver:
         port = _free_port()  # gloo's rendezvous port is chosen here and handed to the receiver
         ready.put(port)
@@ -331,6 +339,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    pin(0, 0)
     tensor = torch.randn(_numel(args.mb))
     nbytes = tensor.numel() * 4
     methods = [
