@@ -4,7 +4,7 @@ One command: ``.venv/bin/python benchmarks/cwb_methods.py``. Reads the shipped r
 ``assets/profiles/tx2-resnet18.json`` (batch 64, 224 px, ~3.1 s of compute per mini-batch on one
 TX2), six identical nodes with 3 GB each and a 1 Gbit/s link, and for each partition count runs
 the real ``engine.cwb`` API: the exact CWB search (highest E), PipeDream's DP and torchgpipe's
-block partition, all scored by the same cost model (``engine.cwb.plan``), then the dynamic-chain
+block partition, all scored by the same cost model (``engine.cwb.cost``), then the dynamic-chain
 replica plan over the six nodes for each method's cut (``engine.cwb.replicas``). Prints the
 tables and appends them to BENCHMARKS.md.
 """
@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 from assets import asset_path  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 from engine.cwb import baselines  # noqa: E402
+from engine.cwb.cost import Candidate, CostModel  # noqa: E402
 from engine.cwb.nodes_spec import identical_nodes  # noqa: E402
-from engine.cwb.plan import Candidate, CostModel  # noqa: E402
 from engine.cwb.planner import plan_partitions  # noqa: E402
 from engine.cwb.profile_format import load_profile  # noqa: E402
 from engine.cwb.replicas import replicas_for  # noqa: E402

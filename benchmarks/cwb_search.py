@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_section  # noqa: E402
+from engine.cwb.cost import CostModel  # noqa: E402
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes  # noqa: E402
-from engine.cwb.plan import CostModel  # noqa: E402
 from engine.cwb.search import min_peak_memory, search  # noqa: E402
 from engine.cwb.transfer import Network  # noqa: E402
 from tests.engine.cwb.synthetic import paper_like_profile, random_profile  # noqa: E402

@@ -25,9 +25,9 @@ from torch import nn  # noqa: E402
 
 from engine.augment import AugmentConfig  # noqa: E402
 from engine.data.folder import ImageSet, load_images, scan_unlabelled  # noqa: E402
+from engine.lr_schedule import scaled_lr  # noqa: E402
 from engine.model import ModelConfig  # noqa: E402
 from engine.pretrain import PretrainConfig, Pretrainer, RunOptions  # noqa: E402
-from engine.schedule import scaled_lr  # noqa: E402
 
 
 def ours(images: ImageSet, variant: str, args: argparse.Namespace) -> tuple[float, float]:

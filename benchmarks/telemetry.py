@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from engine.io import atomic_write_text  # noqa: E402
 from nodes.telemetry.psutil_source import PsutilSource  # noqa: E402
 from nodes.telemetry.sample import Sample  # noqa: E402
-from nodes.telemetry.tegrastats import parse_line  # noqa: E402
+from nodes.telemetry.tegrastats import parse_tegrastats_line  # noqa: E402
 
 NODES = 6
 RATE_HZ = 1.0
@@ -56,7 +56,7 @@ async def psutil_cost(samples: int, interval: float) -> float:
 
 def decode_cost(lines: int) -> float:
     """CPU seconds for the console to turn one JSON line of the AGX Orin sample back into a Sample."""
-    text = json.dumps(parse_line(ORIN_LINE).to_json_dict())
+    text = json.dumps(parse_tegrastats_line(ORIN_LINE).to_json_dict())
     start = time.process_time()
     for _ in range(lines):
         Sample.from_json_dict(json.loads(text))
@@ -67,7 +67,7 @@ def parse_cost(lines: int) -> float:
     """CPU seconds to parse the AGX Orin line once."""
     start = time.process_time()
     for _ in range(lines):
-        parse_line(ORIN_LINE)
+        parse_tegrastats_line(ORIN_LINE)
     return (time.process_time() - start) / lines
 
 
@@ -92,7 +92,7 @@ def main() -> None:
         "|---|---:|---:|",
         f"| psutil sample, streamed + JSON-encoded | {per_sample * 1e3:.3f} ms | {1 / per_sample:,.0f} |",
         f"| console JSON decode to Sample, AGX Orin line | {per_decode * 1e3:.3f} ms | {1 / per_decode:,.0f} |",
-        f"| tegrastats parse_line, AGX Orin line | {per_line * 1e3:.3f} ms | {1 / per_line:,.0f} |",
+        f"| parse_tegrastats_line, AGX Orin line | {per_line * 1e3:.3f} ms | {1 / per_line:,.0f} |",
     ]
     table = "\n".join(lines)
     print(table)

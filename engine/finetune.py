@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 from engine.augment.ops import RandomRot90
 from engine.data.folder import ImageSet
 from engine.eval_config import EvalConfig, Progress
-from engine.schedule import cosine_lr
+from engine.lr_schedule import cosine_lr
 
 
 def finetune_classifier(

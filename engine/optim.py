@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
+from engine.lr_schedule import cosine_lr, scaled_lr
 from engine.model.litesrl import PredictionHead
-from engine.schedule import cosine_lr, scaled_lr
 
 ENCODER, PREDICTOR = "encoder", "predictor"
 """Names of the two parameter groups."""
@@ -26,7 +26,7 @@ class OptimConfig:
     """SGD and its learning-rate schedule; identical on all DHP nodes so a chain equals one model."""
 
     base_lr: float = 0.05
-    """Base rate; the peak is base_lr x batch_size / 256 (``engine.schedule.scaled_lr``)."""
+    """Base rate; the peak is base_lr x batch_size / 256 (``engine.lr_schedule.scaled_lr``)."""
     batch_size: int = 64
     """Mini-batch (images; the model sees 2x this rows)."""
     momentum: float = 0.9

@@ -23,10 +23,10 @@ from engine.distributed import DistContext, broadcast_int, data_parallel, shard
 from engine.errors import CheckpointError, ConfigError
 from engine.io import atomic_write_text, read_jsonl
 from engine.loss import collapse_indicator
+from engine.lr_schedule import BudgetPlanner
 from engine.model import LiteSRL, ModelConfig, build_model
 from engine.optim import OptimConfig, build_optimizer, set_learning_rates
 from engine.precision import MixedPrecision
-from engine.schedule import BudgetPlanner
 from engine.views import TwoViewBatches, view_loader
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class PretrainConfig:
     steps: int = 1000
     """Total optimiser steps; the cosine schedule spans them."""
     base_lr: float = 0.05
-    """Base learning rate; the peak is base_lr x batch_size / 256 (``engine.schedule.scaled_lr``)."""
+    """Base learning rate; the peak is base_lr x batch_size / 256 (``engine.lr_schedule.scaled_lr``)."""
     momentum: float = 0.9
     """SGD momentum (paper 4.3)."""
     weight_decay: float = 1e-4

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from engine.eval_config import EvalConfig, Progress
-from engine.schedule import cosine_lr
+from engine.lr_schedule import cosine_lr
 
 log = logging.getLogger(__name__)
 STRENGTHS = tuple(float(c) for c in np.logspace(-4, 2, 7))

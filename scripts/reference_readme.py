@@ -26,8 +26,8 @@ from make_reference_profiles import (
 
 import torch
 
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.profile_format import Profile
 from engine.cwb.search import search, smallest_partitions
 from engine.cwb.transfer import Network

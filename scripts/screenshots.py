@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from console.services.training_run import TrainRequest  # noqa: E402
 from console.tui.launch import LaunchOptions, create_app  # noqa: E402
-from console.tui.training_run import TrainRequest  # noqa: E402
 
 OUT = REPO / "assets" / "screenshots"
 

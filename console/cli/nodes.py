@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from console.errors import FleetError
-from console.fleet.inventory import Inventory, NodeSpec, load_inventory
+from console.fleet.inventory import Inventory, InventoryNode, load_inventory
 from engine.cwb.units import format_bytes
 
 EXIT_NODE_FAILED = FleetError.exit_code
@@ -263,7 +263,7 @@ def profile(
 ) -> None:
     """Run the CWB profiler on a board over SSH and keep the profile here for `partition`, `train` and the console."""
     from console.fleet.profiles import measure_on_node
-    from console.tui.backend import ProfileRequest
+    from console.services.backend import ProfileRequest
 
     inv = load_inventory(inventory)
     request = ProfileRequest(backbone=backbone, batch_size=batch_size, image_size=image_size, repeats=repeats,
@@ -315,12 +315,14 @@ def _agent_table(outcomes: list, as_json: bool, show_log: bool = False) -> None:
     _finish(outcomes, as_json, table, notes=notes)
 
 
-def _select(inventory: Path | None, names: list[str] | None, tags: list[str] | None) -> tuple[Inventory, tuple[NodeSpec, ...]]:
+def _select(
+    inventory: Path | None, names: list[str] | None, tags: list[str] | None
+) -> tuple[Inventory, tuple[InventoryNode, ...]]:
     inv = load_inventory(inventory)
     return inv, inv.select(names or (), tags or ())
 
 
-def _each(inv: Inventory, nodes: tuple[NodeSpec, ...], action: Callable) -> list:
+def _each(inv: Inventory, nodes: tuple[InventoryNode, ...], action: Callable) -> list:
     from console.fleet.fleet import Fleet
 
     async def run() -> list:

@@ -15,9 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from console.cli.partition_plans import render_recommendation
+from console.partition_text import BLOCKS, e_text, layer_owners, stage_colour
 from engine.cwb import baselines
+from engine.cwb.cost import ACCOUNTINGS, OBJECTIVES, Candidate, check_choice
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes, load_nodes_file
-from engine.cwb.plan import ACCOUNTINGS, OBJECTIVES, Candidate, check_choice
 from engine.cwb.planner import DEFAULT_ACCOUNTING, DEFAULT_BANDWIDTH, DEFAULT_OBJECTIVE, plan_partitions
 from engine.cwb.profile_format import Profile, load_profile
 from engine.cwb.replicas import ReplicaReport, replicas_for
@@ -25,9 +26,6 @@ from engine.cwb.search import SearchResult
 from engine.cwb.transfer import Network
 from engine.cwb.units import format_bandwidth, format_bytes, parse_bandwidth, parse_duration_ms, parse_size
 from engine.errors import ConfigError, PartitionError
-
-COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
-BARS = " ▁▂▃▄▅▆▇█"
 
 
 def register(app: typer.Typer) -> None:
@@ -173,11 +171,6 @@ def _report(path, profile: Profile, pool, network: Network, model, partitions, a
     }
 
 
-def _fmt_e(candidate: Candidate) -> str:
-    value = candidate.utilisation_index
-    return "∞" if math.isinf(value) else f"{value:.2f}"
-
-
 def _render(out: Console, profile: Profile, pool, network, model, partitions, automatic, results, chosen, replicas) -> None:
     s = profile.settings
     paper_count = f" ({format_bytes(profile.total_paper_bytes)} as the paper counts)" if profile.has_paper_bytes else ""
@@ -205,7 +198,7 @@ def _render(out: Console, profile: Profile, pool, network, model, partitions, au
     if isinstance(result, SearchResult):
         out.print(
             f"CWB searched {result.orders_searched} node order(s); {result.feasible_count} cut set(s) fit memory; "
-            f"best E = {_fmt_e(result.best)} ({_objective_text(model.objective)})"
+            f"best E = {e_text(result.best)} ({_objective_text(model.objective)})"
         )
         out.print(_candidate_table(result, profile, show_nodes=len(boards) > 1))
     if len(results) > 1 or "cwb" not in results:
@@ -238,7 +231,7 @@ def _candidate_table(result: SearchResult, profile: Profile, show_nodes: bool) -
             f"{c.minibatch_ms:.0f}",
             "/".join(f"{st.memory_bytes / 1e9:.2f}" for st in c.stages),
             "/".join(f"{st.share:.0%}" for st in c.stages),
-            _fmt_e(c),
+            e_text(c),
         ]
         table.add_row(*row)
     return table
@@ -256,31 +249,28 @@ def _comparison_table(results) -> Table:
         fits = "[green]yes[/]" if c.fits else "[red]no: " + ", ".join(
             f"P{st.index + 1} {st.memory_bytes / 1e9:.2f}>{st.memory_budget / 1e9:.2f}GB" for st in c.stages if not st.fits
         ) + "[/]"
-        table.add_row(name, ", ".join(c.cut_names) or "—", f"{c.bottleneck_ms:.0f}", f"{c.minibatch_ms:.0f}", _fmt_e(c), fits)
+        table.add_row(name, ", ".join(c.cut_names) or "—", f"{c.bottleneck_ms:.0f}", f"{c.minibatch_ms:.0f}", e_text(c), fits)
     return table
 
 
 def _spark(values: list[float]) -> str:
     top = max(values) or 1.0
-    return "".join(BARS[min(len(BARS) - 1, math.ceil(v / top * (len(BARS) - 1)))] for v in values)
+    return "".join(BLOCKS[min(len(BLOCKS) - 1, math.ceil(v / top * (len(BLOCKS) - 1)))] for v in values)
 
 
 def _strip(profile: Profile, chosen: Candidate) -> Panel:
     """One cell per layer coloured by partition, cut marks, and per-layer time / memory sparklines."""
-    owner = {}
-    for stage in chosen.stages:
-        for i in range(stage.first_layer, stage.last_layer + 1):
-            owner[i] = stage.index
+    owner = layer_owners(len(profile.layers), chosen)
     cells = Text()
     for i in range(len(profile.layers)):
-        cells.append("█", style=COLOURS[owner[i] % len(COLOURS)])
+        cells.append("█", style=stage_colour(owner[i]))
         if i in chosen.cuts:
             cells.append("│", style="bold")
     times = _interleave(_spark([layer.compute_ms for layer in profile.layers]), chosen.cuts)
     memory = _interleave(_spark([float(layer.state_bytes) for layer in profile.layers]), chosen.cuts)
     legend = Text()
     for stage in chosen.stages:
-        colour = COLOURS[stage.index % len(COLOURS)]
+        colour = stage_colour(stage.index)
         legend.append(f"█ P{stage.index + 1} ", style=colour)
         legend.append(
             f"{profile.layers[stage.first_layer].name} … {profile.layers[stage.last_layer].name} on {stage.node}   "
@@ -306,7 +296,7 @@ def _stage_bars(chosen: Candidate) -> Table:
         table.add_column(column)
     longest = chosen.bottleneck_ms
     for stage in chosen.stages:
-        colour = COLOURS[stage.index % len(COLOURS)]
+        colour = stage_colour(stage.index)
         memory_colour = colour if stage.fits else "red"
         table.add_row(
             f"[{colour}]P{stage.index + 1}[/]",

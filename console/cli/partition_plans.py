@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from engine.cwb.cost import CostModel
 from engine.cwb.fastest import PlanOption, Recommendation
-from engine.cwb.plan import CostModel
 
 
 def train_command(option: PlanOption, accounting: str) -> str:

@@ -54,7 +54,7 @@ def profile_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the profile and its totals as JSON on stdout.")] = False,
 ) -> None:
     """Time forward and backward of every cut unit and count its memory; write the profile `partition` reads."""
-    from engine.cwb.plan import ACCOUNTINGS, check_choice
+    from engine.cwb.cost import ACCOUNTINGS, check_choice
 
     check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     if show is not None:

@@ -51,8 +51,8 @@ def status_command(
 def _cluster() -> dict[str, Any] | None:
     """The emulated cluster's agents with their CPU and memory, None when no cluster is recorded."""
     from console.cluster.local import read_state
-    from console.tui.agent_probe import AgentProbe, LocalAgent
-    from console.tui.backend import Reading
+    from console.services.agent_probe import AgentProbe, LocalAgent
+    from console.services.backend import Reading
     from engine.cwb.units import parse_size
 
     state = read_state()
@@ -111,7 +111,7 @@ def _fleet(path: Path | None) -> dict[str, Any] | None:
 
 def _training() -> list[dict[str, Any]]:
     """Every training run in progress on this machine, with its progress so far."""
-    from console.tui.run_status import find_runs, read_progress
+    from console.services.run_status import find_runs, read_progress
 
     runs = []
     for run in find_runs():

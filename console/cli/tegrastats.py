@@ -19,7 +19,7 @@ from rich.table import Table
 from console.errors import ConsoleError
 from nodes.telemetry.sample import Sample
 from nodes.telemetry.source import open_best_source
-from nodes.telemetry.tegrastats import parse_line
+from nodes.telemetry.tegrastats import parse_tegrastats_line
 from nodes.telemetry_main import print_json, stream
 
 
@@ -84,7 +84,7 @@ def _samples_from(handle) -> Iterator[Sample]:
         for line in handle:
             text = line.strip()
             if text and not text.startswith("#"):
-                yield parse_line(text)
+                yield parse_tegrastats_line(text)
 
 
 async def _stream_local(interval: float, count: int | None, as_json: bool, command: list[str], out: Console) -> None:

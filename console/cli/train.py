@@ -114,7 +114,7 @@ def train(
     if counts and mode == "fixed":
         raise ConsoleError("--replicas sets the dynamic chains' stage pools; fixed chains use N // n nodes per stage")
     if memory_accounting is not None:
-        from engine.cwb.plan import ACCOUNTINGS, check_choice
+        from engine.cwb.cost import ACCOUNTINGS, check_choice
 
         check_choice("memory accounting", memory_accounting, ACCOUNTINGS)
     job = TrainJob(

@@ -81,12 +81,12 @@ class ClusterState:
     started: float = field(default_factory=time.time)
     """When ``up`` ran (seconds since the epoch)."""
     memory_accounting: str = "exact"
-    """How CWB counts a stage's memory against the budgets (``engine.cwb.plan.ACCOUNTINGS``); files from
+    """How CWB counts a stage's memory against the budgets (``engine.cwb.cost.ACCOUNTINGS``); files from
     before this field were planned with ``exact``."""
     owner: ProcessId | None = None
     """The console that started the cluster for itself and stops it when it exits; None: started by
     ``litesrl cluster up`` (or by a console before this field), which only ``litesrl cluster down`` stops.
-    A cluster whose owner is gone is a crashed console's leftover (``console.tui.leftovers``)."""
+    A cluster whose owner is gone is a crashed console's leftover (``console.services.leftovers``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,7 +170,7 @@ def up(
     speeds = list(speeds) if speeds else [1.0] * nodes
     if len(speeds) != nodes or not all(s > 0 for s in speeds):
         raise ConsoleError(f"give one positive speed per node ({nodes}), got {speeds}")
-    from engine.cwb.plan import ACCOUNTINGS, check_choice
+    from engine.cwb.cost import ACCOUNTINGS, check_choice
 
     parse_bandwidth(bandwidth), parse_duration_ms(latency), parse_size(memory_per_node)  # fail before starting anything
     check_choice("memory accounting", memory_accounting, ACCOUNTINGS)

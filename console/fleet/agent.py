@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from console.errors import FleetError
-from console.fleet.inventory import NodeSpec
+from console.fleet.inventory import InventoryNode
 from console.fleet.remote import RemoteLayout, sh_join, sh_quote
 from console.fleet.ssh import NodeConnection
 
@@ -46,7 +46,7 @@ class AgentStatus:
     """Last lines of the agent's log and output files."""
 
 
-def agent_command(node: NodeSpec, layout: RemoteLayout) -> list[str]:
+def agent_command(node: InventoryNode, layout: RemoteLayout) -> list[str]:
     """The argv that starts the node agent; the one place to adjust when ``nodes/agent_main.py`` changes."""
     argv = [
         layout.venv_python, "-m", "nodes.agent_main",
@@ -62,7 +62,7 @@ def agent_command(node: NodeSpec, layout: RemoteLayout) -> list[str]:
     return argv
 
 
-def _alive_function(node: NodeSpec) -> str:
+def _alive_function(node: InventoryNode) -> str:
     # A shell function: true when pid $1 is alive and carries our marker (zombies have an empty environ).
     marker = sh_quote(f"{AGENT_ENV}={node.name}")
     return (

@@ -11,8 +11,8 @@ from typing import Generic, TypeVar
 import asyncssh
 
 from console.errors import FleetError
-from console.fleet.inventory import Inventory, NodeSpec
-from console.fleet.ssh import NodeConnection, NodeState, NodeStatus, NodeUnavailable, connect_node
+from console.fleet.inventory import Inventory, InventoryNode
+from console.fleet.ssh import LinkState, NodeConnection, NodeStatus, NodeUnavailable, open_ssh
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ class Fleet:
     the block closes every connection.
     """
 
-    def __init__(self, inventory: Inventory, nodes: Iterable[NodeSpec] | None = None):
+    def __init__(self, inventory: Inventory, nodes: Iterable[InventoryNode] | None = None):
         self.inventory = inventory
-        self.nodes: tuple[NodeSpec, ...] = tuple(nodes) if nodes is not None else inventory.nodes
+        self.nodes: tuple[InventoryNode, ...] = tuple(nodes) if nodes is not None else inventory.nodes
         self._connections: dict[str, NodeConnection] = {}
         self._failures: dict[str, NodeStatus] = {}
 
@@ -60,7 +60,7 @@ class Fleet:
     async def connect(self) -> list[NodeStatus]:
         """Connect every node that is not up (stale ones are reconnected); returns each node's status."""
 
-        async def one(node: NodeSpec) -> None:
+        async def one(node: InventoryNode) -> None:
             current = self._connections.get(node.name)
             if current is not None:
                 if current.status.ok:
@@ -68,7 +68,7 @@ class Fleet:
                 await current.close()
                 del self._connections[node.name]
             try:
-                self._connections[node.name] = await connect_node(node, self.inventory.cluster)
+                self._connections[node.name] = await open_ssh(node, self.inventory.cluster)
                 self._failures.pop(node.name, None)
             except NodeUnavailable as exc:
                 log.info("%s", exc)
@@ -85,7 +85,7 @@ class Fleet:
         """The current status of node ``name``."""
         if name in self._connections:
             return self._connections[name].status
-        return self._failures.get(name, NodeStatus(name, NodeState.UNREACHABLE, "not connected yet"))
+        return self._failures.get(name, NodeStatus(name, LinkState.UNREACHABLE, "not connected yet"))
 
     def connection(self, name: str) -> NodeConnection:
         """The live connection to node ``name``; raises :class:`NodeUnavailable` when it is not up."""
@@ -102,7 +102,7 @@ class Fleet:
         """
         await self.connect()
 
-        async def one(node: NodeSpec) -> NodeOutcome[T]:
+        async def one(node: InventoryNode) -> NodeOutcome[T]:
             try:
                 conn = self.connection(node.name)
                 value = await action(conn)

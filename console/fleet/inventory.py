@@ -58,7 +58,7 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
-class NodeSpec:
+class InventoryNode:
     """One ``[[nodes]]`` entry: a board reachable over SSH that runs a node agent."""
 
     name: str
@@ -99,10 +99,10 @@ class Inventory:
     """The file it was read from."""
     cluster: ClusterSpec
     """The ``[cluster]`` table."""
-    nodes: tuple[NodeSpec, ...]
+    nodes: tuple[InventoryNode, ...]
     """The nodes, in file order."""
 
-    def node(self, name: str) -> NodeSpec:
+    def node(self, name: str) -> InventoryNode:
         """The node called ``name``; raises :class:`InventoryError` naming the known nodes."""
         for node in self.nodes:
             if node.name == name:
@@ -110,7 +110,7 @@ class Inventory:
         known = ", ".join(n.name for n in self.nodes)
         raise InventoryError(f"{self.path}: no node named {name!r} (nodes: {known})")
 
-    def select(self, names: Iterable[str] = (), tags: Iterable[str] = ()) -> tuple[NodeSpec, ...]:
+    def select(self, names: Iterable[str] = (), tags: Iterable[str] = ()) -> tuple[InventoryNode, ...]:
         """Nodes named in ``names`` (all when empty) that carry every tag in ``tags``, in file order."""
         wanted = {self.node(name).name for name in names}
         tags = set(tags)
@@ -166,7 +166,7 @@ def parse_inventory(data: dict[str, Any], file: Path) -> Inventory:
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise InventoryError(f"{file}: no nodes: add at least one [[nodes]] table")
-    nodes: list[NodeSpec] = []
+    nodes: list[InventoryNode] = []
     for index, raw in enumerate(raw_nodes, start=1):
         if not isinstance(raw, dict):
             raise InventoryError(f"{file}: node #{index}: must be a table ([[nodes]])")
@@ -197,7 +197,7 @@ NODE_KEYS = frozenset({"name", "host", "port", "user", "identity_file", "board",
 """Keys of a ``[[nodes]]`` entry (CWB's nodes file reads the same entries: ``engine.cwb.nodes_spec``)."""
 
 
-def _parse_node(t: _Table) -> NodeSpec:
+def _parse_node(t: _Table) -> InventoryNode:
     t.check_keys(set(NODE_KEYS))
     name = t.string("name", default=None, required=True)
     if not _NAME_RE.match(name):
@@ -216,7 +216,7 @@ def _parse_node(t: _Table) -> NodeSpec:
     workdir = t.remote_path("workdir", default="~/litesrl")
     if any(c.isspace() for c in host):
         t.fail("host", f"{host!r} contains whitespace")
-    return NodeSpec(
+    return InventoryNode(
         name=name,
         host=host,
         board=board,
@@ -234,7 +234,7 @@ def _parse_node(t: _Table) -> NodeSpec:
     )
 
 
-def _check_unique(nodes: list[NodeSpec], file: Path) -> None:
+def _check_unique(nodes: list[InventoryNode], file: Path) -> None:
     seen: dict[Any, str] = {}
     for node in nodes:
         # Two nodes on one machine (an emulated rack) are fine, but not sharing a name, an agent

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from console.errors import ConsoleError, FleetError
-from console.fleet.inventory import Inventory, NodeSpec
+from console.fleet.inventory import Inventory, InventoryNode
 from console.fleet.remote import RemoteLayout, sh_join
 from console.fleet.ssh import NodeConnection
 from engine.cwb.profile_format import Profile, save_profile
@@ -52,7 +52,7 @@ def inventory_profile(inventory: Inventory) -> str | None:
     return boards.pop() if len(boards) == 1 and boards <= set(board_names()) else None
 
 
-def profile_command(node: NodeSpec, options: Sequence[str]) -> str:
+def profile_command(node: InventoryNode, options: Sequence[str]) -> str:
     """The remote command that measures a CWB profile on ``node`` with ``nodes.profile_main`` ``options``."""
     layout = RemoteLayout.for_node(node)
     out = f"{layout.workdir}/profile-{node.name}.json"

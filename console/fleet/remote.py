@@ -6,7 +6,7 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from console.fleet.inventory import NodeSpec
+from console.fleet.inventory import InventoryNode
 
 
 def sh_quote(arg: str) -> str:
@@ -55,7 +55,7 @@ class RemoteLayout:
         return f"{self.venv}/bin/python"
 
     @classmethod
-    def for_node(cls, node: NodeSpec) -> RemoteLayout:
+    def for_node(cls, node: InventoryNode) -> RemoteLayout:
         """The layout for ``node`` (file names carry the node name, so two nodes may share a machine)."""
         work = node.workdir.rstrip("/") or "/"
         return cls(

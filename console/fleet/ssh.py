@@ -19,7 +19,7 @@ import asyncssh
 
 from console.errors import FleetError
 from console.fleet.hostkeys import KnownHostsCheck, fingerprint, mismatch_message, unknown_message
-from console.fleet.inventory import ClusterSpec, NodeSpec
+from console.fleet.inventory import ClusterSpec, InventoryNode
 from console.fleet.remote import RemoteLayout, sftp_path
 from console.fleet.target import SSHTarget, resolve_target
 
@@ -29,7 +29,7 @@ KEEPALIVE_COUNT_MAX = 3
 """Unanswered keepalives after which asyncssh drops the connection (the node then shows as stale)."""
 
 
-class NodeState(str, enum.Enum):
+class LinkState(str, enum.Enum):
     """What the console knows about its SSH link to a node."""
 
     UP = "up"
@@ -47,7 +47,7 @@ class NodeStatus:
 
     node: str
     """Inventory name."""
-    state: NodeState
+    state: LinkState
     """Link state."""
     reason: str = ""
     """One line explaining a state other than up (what failed and what to do)."""
@@ -55,7 +55,7 @@ class NodeStatus:
     @property
     def ok(self) -> bool:
         """True when the link is up."""
-        return self.state is NodeState.UP
+        return self.state is LinkState.UP
 
 
 class NodeUnavailable(FleetError):
@@ -108,7 +108,7 @@ class _Client(asyncssh.SSHClient):
 class NodeConnection:
     """An authenticated SSH connection to one node."""
 
-    def __init__(self, node: NodeSpec, target: SSHTarget, conn: asyncssh.SSHClientConnection, client: _Client):
+    def __init__(self, node: InventoryNode, target: SSHTarget, conn: asyncssh.SSHClientConnection, client: _Client):
         self.node = node
         self.target = target
         self.layout = RemoteLayout.for_node(node)
@@ -119,8 +119,8 @@ class NodeConnection:
     def status(self) -> NodeStatus:
         """Up, or stale once the connection was lost (keepalive timeout, node reboot, network cut)."""
         if self._client.lost_reason is not None:
-            return NodeStatus(self.node.name, NodeState.STALE, f"connection lost: {self._client.lost_reason}")
-        return NodeStatus(self.node.name, NodeState.UP)
+            return NodeStatus(self.node.name, LinkState.STALE, f"connection lost: {self._client.lost_reason}")
+        return NodeStatus(self.node.name, LinkState.UP)
 
     @property
     def ssh(self) -> asyncssh.SSHClientConnection:
@@ -178,7 +178,7 @@ class NodeConnection:
         return FleetError(f"{self.node.name}: {what}: {exc}")
 
 
-async def connect_node(node: NodeSpec, cluster: ClusterSpec) -> NodeConnection:
+async def open_ssh(node: InventoryNode, cluster: ClusterSpec) -> NodeConnection:
     """Open and authenticate an SSH connection to ``node``, verifying its host key.
 
     Raises :class:`NodeUnavailable` with the state (auth failed, host key unknown or mismatched,
@@ -187,7 +187,7 @@ async def connect_node(node: NodeSpec, cluster: ClusterSpec) -> NodeConnection:
     target = resolve_target(node, cluster)
     for identity in target.identity_files:
         if not identity.is_file():
-            _unavailable(node, NodeState.AUTH_FAILED, f"identity file {identity} does not exist")
+            _unavailable(node, LinkState.AUTH_FAILED, f"identity file {identity} does not exist")
     check = KnownHostsCheck(target.known_hosts)
     client = _Client()
     try:
@@ -209,29 +209,29 @@ async def connect_node(node: NodeSpec, cluster: ClusterSpec) -> NodeConnection:
         )
     except asyncssh.HostKeyNotVerifiable:
         if check.recorded:
-            _unavailable(node, NodeState.HOST_KEY_MISMATCH, mismatch_message(target, client.offered_key, check.recorded))
-        _unavailable(node, NodeState.HOST_KEY_UNKNOWN, unknown_message(target, client.offered_key))
+            _unavailable(node, LinkState.HOST_KEY_MISMATCH, mismatch_message(target, client.offered_key, check.recorded))
+        _unavailable(node, LinkState.HOST_KEY_UNKNOWN, unknown_message(target, client.offered_key))
     except asyncssh.PermissionDenied:
         keys = ", ".join(str(p) for p in target.identity_files) or "ssh-agent and ~/.ssh/id_* keys"
-        _unavailable(node, NodeState.AUTH_FAILED, f"{target.address} refused {keys} (litesrl uses keys only, "
+        _unavailable(node, LinkState.AUTH_FAILED, f"{target.address} refused {keys} (litesrl uses keys only, "
                      "no passwords; a key with a passphrase must be loaded into ssh-agent with ssh-add)")
     except asyncssh.KeyImportError as exc:
         keys = ", ".join(str(p) for p in target.identity_files) or "the default keys"
-        _unavailable(node, NodeState.AUTH_FAILED, f"cannot load {keys}: {exc}")
+        _unavailable(node, LinkState.AUTH_FAILED, f"cannot load {keys}: {exc}")
     except asyncio.TimeoutError:
-        _unavailable(node, NodeState.TIMEOUT, f"no SSH answer from {target.hostname}:{target.port} "
+        _unavailable(node, LinkState.TIMEOUT, f"no SSH answer from {target.hostname}:{target.port} "
                                               f"within {cluster.connect_timeout:g}s")
     except ConnectionRefusedError:
-        _unavailable(node, NodeState.UNREACHABLE, f"{target.hostname}:{target.port} refused the connection (is sshd running?)")
+        _unavailable(node, LinkState.UNREACHABLE, f"{target.hostname}:{target.port} refused the connection (is sshd running?)")
     except socket.gaierror as exc:
-        _unavailable(node, NodeState.UNREACHABLE, f"cannot resolve {target.hostname}: {exc.strerror}")
+        _unavailable(node, LinkState.UNREACHABLE, f"cannot resolve {target.hostname}: {exc.strerror}")
     except (OSError, asyncssh.Error) as exc:
-        _unavailable(node, NodeState.UNREACHABLE, f"{target.hostname}:{target.port}: {exc}")
+        _unavailable(node, LinkState.UNREACHABLE, f"{target.hostname}:{target.port}: {exc}")
     log.info("%s: connected to %s (%s)", node.name, target.address, fingerprint(conn.get_server_host_key()))
     return NodeConnection(node, target, conn, client)
 
 
-def _unavailable(node: NodeSpec, state: NodeState, reason: str) -> NoReturn:
+def _unavailable(node: InventoryNode, state: LinkState, reason: str) -> NoReturn:
     raise NodeUnavailable(NodeStatus(node.name, state, reason))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncssh
 
 from console.errors import InventoryError
-from console.fleet.inventory import ClusterSpec, NodeSpec
+from console.fleet.inventory import ClusterSpec, InventoryNode
 
 DEFAULT_SSH_PORT = 22
 
@@ -70,7 +70,7 @@ def ssh_config_path(cluster: ClusterSpec) -> Path | None:
     return default if os.access(default, os.R_OK) else None
 
 
-def resolve_target(node: NodeSpec, cluster: ClusterSpec) -> SSHTarget:
+def resolve_target(node: InventoryNode, cluster: ClusterSpec) -> SSHTarget:
     """Merge ``node``, the ssh config and ``cluster`` into the parameters used to connect.
 
     Raises :class:`InventoryError` if the ssh config cannot be parsed.

@@ -16,9 +16,13 @@ from textual.reactive import reactive
 from assets import asset_path
 from console.errors import ConsoleError
 from console.process_id import ProcessId
-from console.tui.backend import FleetBackend, ProfileRequest, Reading
+from console.services.backend import FleetBackend, ProfileRequest, Reading
+from console.services.leftovers import Leftovers, OrphanRun, find_leftovers, stop_leftovers
+from console.services.partition_plan import ProfileSlot
+from console.services.store import FleetStore
+from console.services.training_run import EVENTS, AttachedRun, TrainingRun, TrainRequest, discard_empty_run, runs_dir
+from console.services.training_state import TrainingState
 from console.tui.commands import ConsoleCommands
-from console.tui.leftovers import Leftovers, OrphanRun, find_leftovers, stop_leftovers
 from console.tui.log_handler import AppLogHandler
 from console.tui.messages import (
     BackendFailed,
@@ -34,7 +38,6 @@ from console.tui.messages import (
     TrainingEvents,
     TrainingExited,
 )
-from console.tui.partition_plan import ProfileSlot
 from console.tui.screens.fleet import FleetScreen
 from console.tui.screens.help import HelpScreen
 from console.tui.screens.leftovers_dialog import LeftoversDialog
@@ -46,9 +49,6 @@ from console.tui.screens.profile_dialog import ProfileChoice, ProfileDialog
 from console.tui.screens.train_dialog import DEFAULT, TrainDialog, profile_choices
 from console.tui.screens.training import TrainingScreen
 from console.tui.settings import ConsoleSettings
-from console.tui.store import FleetStore
-from console.tui.training_run import EVENTS, AttachedRun, TrainingRun, TrainRequest, discard_empty_run, runs_dir
-from console.tui.training_state import TrainingState
 from engine.cwb.profile_format import load_profile
 from engine.errors import ProfileError
 
@@ -131,7 +131,7 @@ class ConsoleApp(App):
 
     def _reuse(self, leftovers: Leftovers) -> None:
         """Take the leftovers over: the cluster becomes this console's, the newest orphaned run is followed."""
-        from console.tui.backend_local import LocalBackend
+        from console.services.backend_local import LocalBackend
 
         if leftovers.cluster_complete and isinstance(self.backend, LocalBackend):
             try:

@@ -7,7 +7,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from console.tui.training_run import TrainRequest
+from console.services.training_run import TrainRequest
 
 
 class ConsoleCommands(Provider):

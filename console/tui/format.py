@@ -7,8 +7,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
-BLOCKS = " ▁▂▃▄▅▆▇█"
-"""Eighth-height blocks, empty first: a sparkline cell per value."""
+from console.partition_text import BLOCKS
 
 DASH = "—"
 """What a figure shows when its source does not report it."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from console.errors import ConsoleError, InventoryError
 from console.fleet.inventory import load_inventory, resolve_inventory_path
-from console.tui.backend import FleetBackend
+from console.services.backend import FleetBackend
 from console.tui.settings import ConsoleSettings
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,10 @@ def create_backend(options: LaunchOptions) -> FleetBackend:
         except InventoryError:
             path = None  # no inventory anywhere: the emulated cluster, if one is up
         if path is not None:
-            from console.tui.backend_ssh import SSHBackend
+            from console.services.backend_ssh import SSHBackend
 
             return SSHBackend(load_inventory(path))
-    from console.tui.backend_local import LocalBackend
+    from console.services.backend_local import LocalBackend
 
     return LocalBackend(options.local, profile=options.profile, time_scale=options.time_scale,
                         memory_per_node=options.memory_per_node, keep=options.keep_cluster)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from console.fleet.ssh import NodeStatus
-from console.tui.backend import NodeInfo, Reading
+from console.services.backend import NodeInfo, Reading
 from engine.cwb.profile_format import Profile
 from engine.dhp.events import Event
 
@@ -89,7 +89,7 @@ class TrainingExited(Message):
     detail: str
     """Its last line of error output (a reattached run: why it stopped early), or empty."""
     reattached: bool = False
-    """True for a run an earlier console launched (:class:`console.tui.training_run.AttachedRun`)."""
+    """True for a run an earlier console launched (:class:`console.services.training_run.AttachedRun`)."""
 
 
 @dataclass

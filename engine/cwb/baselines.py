@@ -1,7 +1,7 @@
 """Baseline partitioners from the pipeline-parallel literature, scored by the CWB cost model for comparison.
 
 Both assume identical devices and ignore memory; their cuts are run on the first ``n`` nodes as
-given and scored with ``engine.cwb.plan.CostModel`` so the CLI shows them beside CWB's answer
+given and scored with ``engine.cwb.cost.CostModel`` so the CLI shows them beside CWB's answer
 (E, bottleneck, whether every stage fits).
 
 * ``pipedream`` — the straight-pipeline case of PipeDream's optimizer (Narayanan et al.,
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from engine.cwb.cost import Candidate, CostModel
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import Candidate, CostModel
 from engine.errors import PartitionError
 
 

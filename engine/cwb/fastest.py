@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.cwb import baselines
+from engine.cwb.cost import Candidate, CostModel
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import Candidate, CostModel
 from engine.cwb.replicas import ReplicaPlan, ReplicaReport, plan_replicas
 from engine.dhp.policy import POLICIES, Policy
 from engine.dhp.schedule import Mode

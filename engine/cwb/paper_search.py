@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import CostModel
 from engine.errors import PartitionError
 
 PAPER_CHAINS = 2_000_000

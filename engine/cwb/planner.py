@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.cwb.cost import Candidate, CostModel
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import Candidate, CostModel
 from engine.cwb.profile_format import Profile
 from engine.cwb.replicas import ReplicaReport, replicas_for
 from engine.cwb.search import SearchResult, infeasible_message, search, smallest_partitions
@@ -22,9 +22,9 @@ from engine.errors import PartitionError
 DEFAULT_BANDWIDTH = "1Gbit"
 """Link speed assumed between boards when nothing else is said (the paper's switch)."""
 DEFAULT_ACCOUNTING = "exact"
-"""Memory accounting when nothing else is said (``engine.cwb.plan.ACCOUNTINGS``)."""
+"""Memory accounting when nothing else is said (``engine.cwb.cost.ACCOUNTINGS``)."""
 DEFAULT_OBJECTIVE = "paper"
-"""E's shares when nothing else is said (``engine.cwb.plan.OBJECTIVES``)."""
+"""E's shares when nothing else is said (``engine.cwb.cost.OBJECTIVES``)."""
 
 
 @dataclass(frozen=True)

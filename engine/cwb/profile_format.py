@@ -28,7 +28,7 @@ when a cut follows this layer (its gradient, sent back, has the same size). ``ki
 ``shape`` (the output shape) are optional, for people. ``paper_bytes`` (optional; profiles
 written before it lack it) is the same layer counted the paper's way (section 5.1): the input
 and output of every layer call inside it plus weights, gradients and optimizer state; CWB's
-``--memory-accounting paper`` uses it (``engine.cwb.plan``).
+``--memory-accounting paper`` uses it (``engine.cwb.cost``).
 
 ``data_ms`` (top level, optional, 0.0 when absent or unmeasured) is the mean time to read,
 decode and augment one mini-batch (both views) on the profiled device: work only a stage-1 node

@@ -50,8 +50,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.cwb.cost import Candidate, CostModel
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import Candidate, CostModel
 from engine.errors import PartitionError
 
 MAX_ASSIGNMENTS = 20_000

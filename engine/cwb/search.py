@@ -1,6 +1,6 @@
 """CWB partition search (paper Algorithm 2, generalised): exact best E over every cut set and node order that fits.
 
-With the paper's objective (``engine.cwb.plan``, the default) the cut sets that fit memory are
+With the paper's objective (``engine.cwb.cost``, the default) the cut sets that fit memory are
 enumerated per node order, as Algorithm 2's loops over the candidate points do, depth first, cut
 short as soon as a stage overflows its node (memory balancing makes the lists short: 2 cut sets
 for ResNet-18 on 3 GB boards with the paper's accounting) and bounded: a prefix whose least
@@ -15,7 +15,7 @@ keeps the pair with the highest E (eq. 9). We solve the same problem exactly for
 partitions ``n``, any profile length ``q`` and mixed boards:
 
 1. **Memory balancing** (step 1): a stage ``[s, e)`` on node ``v`` is allowed only when its
-   memory (``engine.cwb.plan``) fits ``v``'s budget. Since the layers' state only grows with
+   memory (``engine.cwb.cost``) fits ``v``'s budget. Since the layers' state only grows with
    ``e``, the scan over ``e`` stops at the first end whose state alone overflows the budget.
 2. **Time equalisation** (step 2): for a fixed chain order, maximising E means minimising
    ``f = S2 / S1^2`` where ``S1 = sum t_k = T`` and ``S2 = sum t_k^2`` (variance = ``f/n - 1/n^2``).
@@ -50,9 +50,9 @@ from bisect import bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.cwb.cost import Candidate, CostModel
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.paper_search import PAPER_CHAINS, _count_fitting, _enumerate_order, _unique_best
-from engine.cwb.plan import Candidate, CostModel
 from engine.cwb.units import format_bytes
 from engine.errors import PartitionError
 

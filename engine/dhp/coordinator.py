@@ -54,7 +54,7 @@ from engine.dhp.settings import RunSettings
 from engine.dhp.sync import average_round, push_schedule
 from engine.errors import CheckpointError, EngineError
 from engine.heap import map_large_blocks
-from engine.schedule import BudgetPlanner
+from engine.lr_schedule import BudgetPlanner
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ stretches that to the profile's ``data_ms``, the board's measured time to read, 
 
 When the real work is slower than its target the step is not shortened to fit: the overrun is
 counted and reported (``overruns``), so an emulated timing that the host could not honour shows.
-The stage's memory need is CWB's own formula (``engine.cwb.plan.CostModel.memory_bytes``).
+The stage's memory need is CWB's own formula (``engine.cwb.cost.CostModel.memory_bytes``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from engine.cwb.plan import CostModel
+from engine.cwb.cost import CostModel
 from engine.cwb.profile_format import Profile
 from engine.cwb.transfer import Network
 from engine.cwb.units import format_bytes

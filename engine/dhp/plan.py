@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.cwb.cost import Candidate, CostModel
 from engine.cwb.fastest import fixed_lanes
 from engine.cwb.nodes_spec import NodeSpec
-from engine.cwb.plan import Candidate, CostModel
 from engine.cwb.planner import DEFAULT_ACCOUNTING, DEFAULT_OBJECTIVE, plan_partitions
 from engine.cwb.profile_format import Profile
 from engine.cwb.replicas import ReplicaPlan, ReplicaReport, replicas_for
@@ -104,7 +104,7 @@ def plan_run(
     plan; otherwise CWB searches ``partitions`` stages (default: the fewest that fit the budgets).
     ``replicas`` (nodes per stage, dynamic mode) replaces the analytic best replica plan.
     ``stage_one`` lists the nodes that can read the dataset; only they are placed on stage 1 (None:
-    every node can). ``accounting`` and ``objective`` are CWB's (``engine.cwb.plan``).
+    every node can). ``accounting`` and ``objective`` are CWB's (``engine.cwb.cost``).
     """
     if mode not in ("dynamic", "fixed"):
         raise PartitionError(f"unknown mode {mode!r}; choose one of dynamic, fixed")

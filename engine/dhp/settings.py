@@ -44,7 +44,7 @@ class RunSettings:
     """Seeds the initial weights (one model, split into stages) and, through ``data``, the batches."""
     time_budget: float | None = None
     """Wall-clock seconds for the whole run (a resumed run included): the iteration count is re-planned during
-    the run (``engine.schedule.BudgetPlanner``) so that the cosine schedule ends in time; ``optim.total_steps``
+    the run (``engine.lr_schedule.BudgetPlanner``) so that the cosine schedule ends in time; ``optim.total_steps``
     is the first plan."""
     emulate: bool = True
     """Send the profile's stage times to the nodes, so emulated boards pace to them (real boards ignore them)."""

@@ -86,7 +86,7 @@ class _Fields:
     unknown: list[str] = field(default_factory=list)
 
 
-def parse_line(line: str) -> Sample:
+def parse_tegrastats_line(line: str) -> Sample:
     """Parse one tegrastats line into a Sample (source "tegrastats"); unrecognised tokens go to `unknown`."""
     text = line.strip()
     out = _Fields()

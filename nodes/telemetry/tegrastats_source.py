@@ -14,7 +14,7 @@ from datetime import datetime
 from nodes.errors import TelemetryError
 from nodes.telemetry.sample import Sample
 from nodes.telemetry.source import DEFAULT_TEGRASTATS, TelemetrySource, validate_interval
-from nodes.telemetry.tegrastats import parse_line
+from nodes.telemetry.tegrastats import parse_tegrastats_line
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class TegrastatsSource(TelemetrySource):
             code = await process.wait()
             detail = f": {stderr[-1]}" if stderr else ""
             raise TelemetryError(f"{program} exited with code {code}{detail}")
-        first = parse_line(line.decode(errors="replace"))
+        first = parse_tegrastats_line(line.decode(errors="replace"))
         if first.ram is None and not first.cpus:
             await _stop(process)
             shown = line[:60].decode(errors="replace").strip()
@@ -105,7 +105,7 @@ class TegrastatsSource(TelemetrySource):
                 raise TelemetryError(f"{self._program} exited with code {code}{detail}")
             text = line.decode(errors="replace").strip()
             if text:
-                yield _stamped(parse_line(text))
+                yield _stamped(parse_tegrastats_line(text))
 
     async def close(self) -> None:
         """Stop the child process (SIGTERM, then SIGKILL after 2 s) and its stderr reader."""

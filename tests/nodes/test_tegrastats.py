@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodes.telemetry.sample import Clocked, CpuCore, Iram, Memory, Rail, Swap, Temperature
-from nodes.telemetry.tegrastats import parse_line
+from nodes.telemetry.tegrastats import parse_tegrastats_line
 
 # Data lines (not comments, not blank) per capture file, so that a silently skipped line fails.
 EXPECTED_LINES = {
@@ -34,7 +34,7 @@ def data_lines(path: Path) -> list[str]:
 
 
 def line_of(tegrastats_dir: Path, name: str, index: int):
-    return parse_line(data_lines(tegrastats_dir / name)[index])
+    return parse_tegrastats_line(data_lines(tegrastats_dir / name)[index])
 
 
 def test_every_capture_file_is_known(tegrastats_dir):
@@ -46,7 +46,7 @@ def test_every_line_parses_completely(tegrastats_dir, name):
     lines = data_lines(tegrastats_dir / name)
     assert len(lines) == EXPECTED_LINES[name]
     for line in lines:
-        sample = parse_line(line)
+        sample = parse_tegrastats_line(line)
         assert sample.source == "tegrastats"
         assert sample.ram is not None and sample.ram.total_mb > 0, line
         assert sample.cpus, line
@@ -292,7 +292,7 @@ def test_xavier_nx_lines(tegrastats_dir):
 
 
 def test_offline_sensor_is_none_and_ignored_by_max():
-    s = parse_line("RAM 1/2MB CPU [1%@100] cpu@45.5C tj@-256C gpu@-256C/-256C PMIC@100C")
+    s = parse_tegrastats_line("RAM 1/2MB CPU [1%@100] cpu@45.5C tj@-256C gpu@-256C/-256C PMIC@100C")
     assert s.temperatures["tj"] == Temperature(celsius=None)
     assert s.temperatures["gpu"] == Temperature(celsius=None, extra_c=(None,))
     assert s.max_temp_c == 45.5
@@ -300,15 +300,15 @@ def test_offline_sensor_is_none_and_ignored_by_max():
 
 
 def test_per_gpc_arrays_with_and_without_load():
-    thor = parse_line("RAM 4722/7844MB (lfb 1x512kB) EMC_FREQ 2%@1866 GR3D_FREQ @[1000,1000,1000] APE 150")
+    thor = parse_tegrastats_line("RAM 4722/7844MB (lfb 1x512kB) EMC_FREQ 2%@1866 GR3D_FREQ @[1000,1000,1000] APE 150")
     assert thor.ram.lfb_block_kb == 512
     assert thor.gpu == Clocked(load_pct=None, freq_mhz=1000, gpc_freq_mhz=(1000, 1000, 1000))
-    orin = parse_line("GR3D_FREQ 0%@[305,0]")
+    orin = parse_tegrastats_line("GR3D_FREQ 0%@[305,0]")
     assert orin.gpu == Clocked(load_pct=0.0, freq_mhz=305, gpc_freq_mhz=(305, 0))
 
 
 def test_emc_clock_without_percentage_and_engine_with_load():
-    s = parse_line("EMC_FREQ @2133 VIC_FREQ 5%@115 NVDEC1 1075 NVJPG off")
+    s = parse_tegrastats_line("EMC_FREQ @2133 VIC_FREQ 5%@115 NVDEC1 1075 NVJPG off")
     assert s.emc == Clocked(freq_mhz=2133)
     assert s.engines == {
         "VIC": Clocked(load_pct=5.0, freq_mhz=115),
@@ -318,7 +318,7 @@ def test_emc_clock_without_percentage_and_engine_with_load():
 
 
 def test_cores_without_clock_and_rails_with_mixed_units():
-    s = parse_line("CPU [12%,off,30%] VDD_IN 5000mW/4000 CPU 100/90mW")
+    s = parse_tegrastats_line("CPU [12%,off,30%] VDD_IN 5000mW/4000 CPU 100/90mW")
     assert s.cpus == (CpuCore(True, 12.0, None), CpuCore(False), CpuCore(True, 30.0, None))
     assert s.rails == {"VDD_IN": Rail(5000, 4000), "CPU": Rail(100, 90)}
 
@@ -336,11 +336,11 @@ def test_cores_without_clock_and_rails_with_mixed_units():
     ],
 )
 def test_garbage_is_kept_not_fatal(line, unknown):
-    assert parse_line(line).unknown == unknown
+    assert parse_tegrastats_line(line).unknown == unknown
 
 
 def test_a_date_that_is_not_a_date_leaves_the_rest_parsed():
-    s = parse_line("13-45-2020 10:00:00 RAM 5/10MB")
+    s = parse_tegrastats_line("13-45-2020 10:00:00 RAM 5/10MB")
     assert s.time is None
     assert s.ram == Memory(used_mb=5, total_mb=10)
 
@@ -350,5 +350,5 @@ def test_random_text_never_raises():
     alphabet = string.ascii_letters + string.digits + " %@/[],.()-:xCmW"
     for _ in range(2000):
         line = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
-        sample = parse_line(line)
+        sample = parse_tegrastats_line(line)
         assert all(token.strip() for token in sample.unknown)

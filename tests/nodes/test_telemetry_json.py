@@ -9,7 +9,7 @@ import pytest
 
 from nodes.errors import TelemetryError
 from nodes.telemetry.sample import Clocked, CpuCore, Memory, Rail, Sample, Swap, Temperature
-from nodes.telemetry.tegrastats import parse_line
+from nodes.telemetry.tegrastats import parse_tegrastats_line
 from tests.nodes.test_tegrastats import EXPECTED_LINES, data_lines
 
 
@@ -20,7 +20,7 @@ def through_json(sample: Sample) -> Sample:
 @pytest.mark.parametrize("name", sorted(EXPECTED_LINES))
 def test_every_capture_round_trips(tegrastats_dir, name):
     for line in data_lines(tegrastats_dir / name):
-        sample = parse_line(line)
+        sample = parse_tegrastats_line(line)
         assert through_json(sample) == sample, line
 
 
@@ -43,7 +43,7 @@ def test_round_trip_keeps_aware_time_unknown_tokens_and_extras():
 
 
 def test_documented_shape_and_derived_figures(tegrastats_dir):
-    sample = parse_line(data_lines(tegrastats_dir / "nano.txt")[5])
+    sample = parse_tegrastats_line(data_lines(tegrastats_dir / "nano.txt")[5])
     data = sample.to_json_dict()
     assert data["version"] == 1
     assert data["source"] == "tegrastats"

@@ -15,7 +15,7 @@ from nodes.telemetry.jtop_source import JtopSource, sample_from_jtop
 from nodes.telemetry.psutil_source import PsutilSource
 from nodes.telemetry.sample import Clocked, CpuCore, Iram, Memory, Rail, Swap, Temperature
 from nodes.telemetry.source import open_best_source
-from nodes.telemetry.tegrastats import parse_line
+from nodes.telemetry.tegrastats import parse_tegrastats_line
 from nodes.telemetry.tegrastats_source import TegrastatsSource
 
 # Two real lines (Nano without a date prefix, Xavier NX with one), copied from the shared captures.
@@ -124,7 +124,7 @@ async def test_tegrastats_source_parses_a_real_child_process(tmp_path):
     assert (tmp_path / "args.txt").read_text() == "--interval 50"
     assert _gone(pid)
     # Same values as parsing the lines directly; undated lines get the arrival time.
-    assert samples[1] == parse_line(XAVIER_NX)
+    assert samples[1] == parse_tegrastats_line(XAVIER_NX)
     assert samples[0].time is not None and samples[0].time.tzinfo is not None
     assert samples[0].ram == Memory(936, 3964, 366, 4096)
     assert samples[2].rails["POM_5V_IN"] == Rail(920, 920)

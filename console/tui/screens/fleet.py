@@ -11,10 +11,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from console.fleet.ssh import NodeState
+from console.fleet.ssh import LinkState
+from console.services.store import NodeView
 from console.tui import format as fmt
 from console.tui.messages import FleetChanged
-from console.tui.store import NodeView
 from console.tui.widgets.line_chart import LineChart
 from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
@@ -28,17 +28,17 @@ history column takes the rest of the screen."""
 MIN_HISTORY = 8
 """Narrowest history sparkline."""
 
-SHORT_STATES = {NodeState.HOST_KEY_UNKNOWN: "key unknown", NodeState.HOST_KEY_MISMATCH: "key changed"}
+SHORT_STATES = {LinkState.HOST_KEY_UNKNOWN: "key unknown", LinkState.HOST_KEY_MISMATCH: "key changed"}
 """Words that fit the state column; the full reason shows below the table."""
 
 STATE_MARKS = {
-    NodeState.UP: ("●", "bold green"),
-    NodeState.STALE: ("◌", "bold yellow"),
-    NodeState.TIMEOUT: ("✖", "bold red"),
-    NodeState.UNREACHABLE: ("✖", "bold red"),
-    NodeState.AUTH_FAILED: ("⚿", "bold red"),
-    NodeState.HOST_KEY_UNKNOWN: ("?", "bold yellow"),
-    NodeState.HOST_KEY_MISMATCH: ("!", "bold red"),
+    LinkState.UP: ("●", "bold green"),
+    LinkState.STALE: ("◌", "bold yellow"),
+    LinkState.TIMEOUT: ("✖", "bold red"),
+    LinkState.UNREACHABLE: ("✖", "bold red"),
+    LinkState.AUTH_FAILED: ("⚿", "bold red"),
+    LinkState.HOST_KEY_UNKNOWN: ("?", "bold yellow"),
+    LinkState.HOST_KEY_MISMATCH: ("!", "bold red"),
 }
 """Symbol and colour of each link state."""
 
@@ -48,10 +48,10 @@ def state_cell(view: NodeView, now: float, stale_after: float) -> Text:
     state = view.state(now, stale_after)
     mark, style = STATE_MARKS[state]
     word = SHORT_STATES.get(state, state.value)
-    if state is NodeState.STALE:
+    if state is LinkState.STALE:
         age = view.age(now)
         word = f"stale {age:.0f}s" if age is not None else "stale"
-    elif state is NodeState.UP and view.latest is None:
+    elif state is LinkState.UP and view.latest is None:
         word, style = "waiting", "yellow"
     return Text(f"{mark} {word}", style=style)
 
@@ -59,7 +59,7 @@ def state_cell(view: NodeView, now: float, stale_after: float) -> Text:
 def row_cells(view: NodeView, now: float, stale_after: float, history: int) -> list[Text | str]:
     """Every cell of a node's row, in :data:`COLUMNS` order; figures of a node that is not fresh are dimmed."""
     state = view.state(now, stale_after)
-    dim = "" if state is NodeState.UP else "dim"
+    dim = "" if state is LinkState.UP else "dim"
     reading = view.latest
     cells: list[Text | str] = [Text(view.info.name, style="bold"), state_cell(view, now, stale_after),
                                Text(view.info.board, style="dim")]
@@ -163,7 +163,7 @@ class FleetScreen(Screen):
         """Below the table: why the selected node is not up, and its recent history."""
         view = self.selected()
         reason = ""
-        if view is not None and view.status.state is not NodeState.UP:
+        if view is not None and view.status.state is not LinkState.UP:
             reason = f"{view.info.name}: {view.status.state.value}: {view.status.reason}"
         self.query_one("#fleet-reason", Readout).show(Text(reason, style="yellow"))
         preview = self.query_one("#fleet-preview")

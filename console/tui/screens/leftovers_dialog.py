@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from console.tui.leftovers import Leftovers
+from console.services.leftovers import Leftovers
 
 Choice = Literal["reuse", "stop"]
 """What the operator chose; None (Escape) leaves the leftovers running untouched."""

@@ -12,11 +12,11 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from console.fleet.ssh import NodeState
+from console.fleet.ssh import LinkState
+from console.services.store import NodeView
 from console.tui import format as fmt
 from console.tui.messages import FleetChanged
 from console.tui.screens.fleet import state_cell
-from console.tui.store import NodeView
 from console.tui.widgets.line_chart import LineChart
 from console.tui.widgets.meters import Gauge, Meters
 from console.tui.widgets.readout import Readout
@@ -184,7 +184,7 @@ class NodeScreen(Screen):
         reading = view.latest
         if reading is not None:
             header.append(f"  source {reading.sample.source}, {view.age(now):.0f}s ago", style="dim")
-        if view.status.state is not NodeState.UP:
+        if view.status.state is not LinkState.UP:
             header.append(f"\n {view.status.reason}", style="yellow")
         self.query_one("#node-header", Readout).show(header)
         if reading is None:

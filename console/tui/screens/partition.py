@@ -3,7 +3,6 @@ and the fastest simulated plan beside the baselines, any of which the operator c
 
 from __future__ import annotations
 
-import math
 import time
 
 from rich.text import Text
@@ -14,23 +13,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
+from console.partition_text import e_text, stage_colour
+from console.services.partition_plan import PartitionPlan, plan_partitions
+from console.services.training_run import TrainRequest
 from console.tui import format as fmt
 from console.tui.messages import FleetChanged, PlanChanged
-from console.tui.partition_plan import PartitionPlan, plan_partitions
-from console.tui.training_run import TrainRequest
-from console.tui.widgets.layer_strip import LayerStrip, stage_colour
+from console.tui.widgets.layer_strip import LayerStrip
 from console.tui.widgets.readout import Readout
 from console.tui.widgets.top_bar import TopBar
+from engine.cwb.cost import ACCOUNTINGS, Candidate
 from engine.cwb.fastest import PlanOption
-from engine.cwb.plan import ACCOUNTINGS, Candidate
 from engine.cwb.units import format_bytes
 from engine.errors import PartitionError
-
-
-def e_text(candidate: Candidate) -> str:
-    """E with two decimals, ∞ for a perfectly balanced chain."""
-    value = candidate.utilisation_index
-    return "∞" if math.isinf(value) else f"{value:.2f}"
 
 
 def candidate_cells(index: int, candidate: Candidate) -> list[Text | str]:

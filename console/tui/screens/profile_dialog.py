@@ -10,7 +10,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from console.tui.backend import ProfileRequest
+from console.services.backend import ProfileRequest
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 

@@ -14,7 +14,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from console.tui.training_run import TrainRequest
+from console.services.training_run import TrainRequest
 
 DEFAULT = "default"
 """The profile choice that leaves ``--profile`` out (the cluster's own default)."""

@@ -9,9 +9,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from console.services.training_state import TrainingState
 from console.tui import format as fmt
 from console.tui.messages import TrainingChanged
-from console.tui.training_state import TrainingState
 from console.tui.widgets.chain_board import ChainBoard
 from console.tui.widgets.line_chart import LineChart
 from console.tui.widgets.readout import Readout

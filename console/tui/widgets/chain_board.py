@@ -10,8 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from console.tui.training_state import NodeActivity, TrainingState
-from console.tui.widgets.layer_strip import stage_colour
+from console.partition_text import stage_colour
+from console.services.training_state import NodeActivity, TrainingState
 
 CHAIN_COLOURS = ("bright_cyan", "bright_magenta", "bright_yellow", "bright_green", "bright_blue", "bright_red",
                  "cyan", "magenta", "yellow", "green")

@@ -7,19 +7,11 @@ import math
 from rich.text import Text
 from textual.widget import Widget
 
-from engine.cwb.plan import Candidate
+from console.partition_text import BLOCKS, layer_owners, stage_colour
+from engine.cwb.cost import Candidate
 from engine.cwb.profile_format import Profile
 
-STAGE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
-"""Colour of partition P1, P2, ... (the same in the candidates table and the chain board)."""
-
-_EIGHTHS = " ▁▂▃▄▅▆▇█"
 _LABEL = 7
-
-
-def stage_colour(index: int) -> str:
-    """Colour of the 0-based stage ``index``."""
-    return STAGE_COLOURS[index % len(STAGE_COLOURS)]
 
 
 class LayerStrip(Widget):
@@ -42,12 +34,7 @@ class LayerStrip(Widget):
     def owners(self) -> list[int]:
         """Stage index of every layer (all 0 without a candidate)."""
         assert self.profile is not None
-        owner = [0] * len(self.profile.layers)
-        if self.candidate is not None:
-            for stage in self.candidate.stages:
-                for layer in range(stage.first_layer, stage.last_layer + 1):
-                    owner[layer] = stage.index
-        return owner
+        return layer_owners(len(self.profile.layers), self.candidate)
 
     def render(self) -> Text:
         if self.profile is None:
@@ -86,7 +73,7 @@ class LayerStrip(Widget):
             for index, level in enumerate(levels):
                 fill = level - row * 8
                 if upward:
-                    char = "█" if fill >= 8 else (_EIGHTHS[max(0, math.ceil(fill))] if fill > 0 else " ")
+                    char = "█" if fill >= 8 else (BLOCKS[max(0, math.ceil(fill))] if fill > 0 else " ")
                 else:
                     # Hanging bars grow downward from the strip: full cells, then a top-half cell.
                     char = "█" if fill >= 8 else ("▀" if fill >= 4 else ("▔" if fill > 0 else " "))

@@ -13,7 +13,7 @@ import pytest
 from console.fleet.check import board_from_model, build_report, check_node, parse_l4t
 from console.fleet.fleet import Fleet
 from console.fleet.inventory import load_inventory
-from console.fleet.ssh import NodeState
+from console.fleet.ssh import LinkState
 
 TX2_RELEASE = "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref, EABI: aarch64, DATE: Sat Feb 19 2022"
 
@@ -26,7 +26,7 @@ async def test_check_over_loopback_reports_this_machine(sshd, trusted, tmp_path,
     async with Fleet(inv) as fleet:
         outcomes = await fleet.each(check_node)
     assert [o.node for o in outcomes] == ["n1", "n2"]
-    assert all(o.ok and o.status.state is NodeState.UP for o in outcomes)
+    assert all(o.ok and o.status.state is LinkState.UP for o in outcomes)
     report = outcomes[0].value
     assert report.python == platform.python_version()
     assert report.torch.split("+")[0] == metadata.version("torch").split("+")[0]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from console.fleet.inventory import load_inventory
-from console.fleet.ssh import NodeState, connect_node
+from console.fleet.ssh import LinkState, open_ssh
 from tests.console.fleet.sshd import generate_key
 
 
@@ -128,8 +128,8 @@ async def test_auth_failure_state_via_cli(sshd, trusted, tmp_path, make_inventor
     assert node["state"] == "auth failed"
     inv = load_inventory(inventory)
     with pytest.raises(Exception) as caught:
-        await connect_node(inv.nodes[0], inv.cluster)
-    assert caught.value.status.state is NodeState.AUTH_FAILED
+        await open_ssh(inv.nodes[0], inv.cluster)
+    assert caught.value.status.state is LinkState.AUTH_FAILED
 
 
 @pytest.mark.ssh

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from console.cli.main import app as cli
 from console.fleet.profiles import measured_dir
-from console.tui.backend import ProfileRequest
+from console.services.backend import ProfileRequest
 from tests.console.fleet.jetpack_python import GROUND_ONLY, make_board_python
 from tests.console.fleet.sshd import find_sshd, start_sshd
 from tests.nodes.agent_procs import make_data

@@ -14,7 +14,7 @@ from console.errors import FleetError
 from console.fleet.forward import agent_endpoint, forward_port, is_loopback
 from console.fleet.inventory import load_inventory
 from console.fleet.remote import sh_join
-from console.fleet.ssh import connect_node
+from console.fleet.ssh import open_ssh
 
 pytestmark = pytest.mark.ssh
 
@@ -45,7 +45,7 @@ async def wait_until_gone(marker: str, timeout: float = 5.0) -> bool:
 @pytest.fixture
 async def conn(sshd, trusted, make_inventory):
     inv = load_inventory(make_inventory())
-    connection = await connect_node(inv.nodes[0], inv.cluster)
+    connection = await open_ssh(inv.nodes[0], inv.cluster)
     yield connection
     await connection.close()
 

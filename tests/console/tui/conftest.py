@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from console.process_id import ProcessId
-from console.tui.backend import NodeInfo
-from console.tui.training_run import EVENTS, OUTPUT
+from console.services.backend import NodeInfo
+from console.services.training_run import EVENTS, OUTPUT
 from tests.conftest import REPO_ROOT
 from tests.console.fleet.conftest import _no_ssh_agent, known_hosts, make_inventory, sshd, trusted  # noqa: F401  (fixtures)
 

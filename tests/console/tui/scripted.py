@@ -7,8 +7,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from console.errors import ConsoleError
-from console.fleet.ssh import NodeState, NodeStatus
-from console.tui.backend import AgentLoad, FleetBackend, NodeInfo, ProfileRequest, Reading, Update
+from console.fleet.ssh import LinkState, NodeStatus
+from console.services.backend import AgentLoad, FleetBackend, NodeInfo, ProfileRequest, Reading, Update
 from engine.cwb.profile_format import Profile
 from nodes.telemetry.sample import Clocked, CpuCore, Memory, Rail, Sample, Swap, Temperature
 
@@ -57,7 +57,7 @@ class ScriptedBackend(FleetBackend):
         self.queue.put_nowait(update)
 
     def push_reading(self, node: str, sample: Sample, agent: AgentLoad | None = None, age: float = 0.0) -> None:
-        self.push(NodeStatus(node, NodeState.UP))
+        self.push(NodeStatus(node, LinkState.UP))
         self.push(Reading(node, sample, agent, time.monotonic() - age))
 
     async def updates(self, interval: float) -> AsyncIterator[Update]:

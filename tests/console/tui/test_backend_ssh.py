@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from console.fleet.inventory import load_inventory
-from console.fleet.ssh import NodeState, NodeStatus
-from console.tui.backend import Reading
-from console.tui.backend_ssh import SSHBackend
+from console.fleet.ssh import LinkState, NodeStatus
+from console.services.backend import Reading
+from console.services.backend_ssh import SSHBackend
 from console.tui.launch import LaunchOptions, create_backend
 
 pytestmark = pytest.mark.ssh
@@ -58,7 +58,7 @@ async def test_a_trusted_node_streams_its_telemetry_over_ssh(sshd, trusted, make
         seen = await first_updates(backend, lambda s: sum(isinstance(u, Reading) for u in s) >= 2)
     finally:
         await backend.close()
-    assert seen[0] == NodeStatus("n1", NodeState.UP)
+    assert seen[0] == NodeStatus("n1", LinkState.UP)
     readings = [u for u in seen if isinstance(u, Reading)]
     assert readings[0].node == "n1" and readings[0].agent is None
     assert readings[0].sample.source == "psutil" and readings[0].sample.cpus  # this machine, via nodes.telemetry_main
@@ -73,5 +73,5 @@ async def test_an_unknown_host_key_is_reported_with_how_to_trust_it(sshd, known_
         seen = await first_updates(backend, lambda s: bool(s), timeout=30)
     finally:
         await backend.close()
-    assert seen[0].state is NodeState.HOST_KEY_UNKNOWN
+    assert seen[0].state is LinkState.HOST_KEY_UNKNOWN
     assert "litesrl nodes trust n1" in seen[0].reason

@@ -11,11 +11,11 @@ import pytest
 
 from console.cluster.local import read_state
 from console.errors import ConsoleError
-from console.fleet.ssh import NodeState, NodeStatus
+from console.fleet.ssh import LinkState, NodeStatus
 from console.process_id import ProcessId
-from console.tui.agent_probe import AgentProbe, LocalAgent
-from console.tui.backend import ProfileRequest, Reading
-from console.tui.backend_local import LocalBackend
+from console.services.agent_probe import AgentProbe, LocalAgent
+from console.services.backend import ProfileRequest, Reading
+from console.services.backend_local import LocalBackend
 
 BURN = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
 
@@ -36,7 +36,7 @@ async def test_probe_reads_each_process_and_reports_one_that_died():
         idle.kill()
         idle.wait()
         second = {item.node: item for item in probe.read(agents)}
-        assert isinstance(second["idle"], NodeStatus) and second["idle"].state is NodeState.UNREACHABLE
+        assert isinstance(second["idle"], NodeStatus) and second["idle"].state is LinkState.UNREACHABLE
         assert f"agent process {idle.pid} is gone" in second["idle"].reason
         assert isinstance(second["busy"], Reading)
         await probe.close()

@@ -6,7 +6,7 @@ import time
 
 from textual.widgets import DataTable
 
-from console.fleet.ssh import NodeState, NodeStatus
+from console.fleet.ssh import LinkState, NodeStatus
 from console.tui.launch import LaunchOptions, create_app
 from console.tui.screens.node import NodeScreen
 from tests.console.tui.conftest import CLUSTER_NODES, screen_text, wait_for
@@ -46,8 +46,8 @@ async def test_stale_and_disconnected_nodes_are_marked_and_explained(tx2_nodes):
         await wait_for(pilot, lambda: len(app.fleet.names) == 3)
         backend.push_reading("tx2-1", jetson_sample(30.0))
         backend.push_reading("tx2-2", jetson_sample(30.0), age=60.0)  # last reading a minute ago
-        backend.push(NodeStatus("tx2-3", NodeState.HOST_KEY_MISMATCH, "host key changed: run `litesrl nodes trust tx2-3`"))
-        await wait_for(pilot, lambda: app.fleet.get("tx2-3").status.state is NodeState.HOST_KEY_MISMATCH)
+        backend.push(NodeStatus("tx2-3", LinkState.HOST_KEY_MISMATCH, "host key changed: run `litesrl nodes trust tx2-3`"))
+        await wait_for(pilot, lambda: app.fleet.get("tx2-3").status.state is LinkState.HOST_KEY_MISMATCH)
         app.screen.redraw()
         table = app.screen.query_one(DataTable)
         cells = {name: [str(c) for c in table.get_row(name)] for name in ("tx2-1", "tx2-2", "tx2-3")}

@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from console.errors import ConsoleError
+from console.services.backend_local import LocalBackend
+from console.services.backend_ssh import SSHBackend
 from console.tui.app import ConsoleApp
-from console.tui.backend_local import LocalBackend
-from console.tui.backend_ssh import SSHBackend
 from console.tui.launch import LaunchOptions, create_app, create_backend, parse_options
 from tests.conftest import REPO_ROOT
 

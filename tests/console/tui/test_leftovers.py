@@ -11,9 +11,9 @@ from pathlib import Path
 
 from console.cluster.local import STATE_NAME, Agent, ClusterState, read_state, state_dir
 from console.process_id import ProcessId, stop_group
-from console.tui.leftovers import find_leftovers, stop_leftovers
-from console.tui.run_record import RECORD, RunRecord
-from console.tui.training_run import EVENTS, OUTPUT, AttachedRun, discard_empty_run, runs_dir
+from console.services.leftovers import find_leftovers, stop_leftovers
+from console.services.run_record import RECORD, RunRecord
+from console.services.training_run import EVENTS, OUTPUT, AttachedRun, discard_empty_run, runs_dir
 from engine.io import atomic_write_json
 from tests.console.tui.conftest import dead, start_stand_in
 
@@ -141,7 +141,7 @@ async def test_stopping_a_reattached_run_interrupts_it_and_says_so(processes):
 
 
 async def test_a_run_launched_here_is_recorded_and_its_output_read_from_files(tmp_path):
-    from console.tui.training_run import TrainingRun
+    from console.services.training_run import TrainingRun
 
     folder = runs_dir() / "20250101-000000-fixed"
     lines: list[str] = []

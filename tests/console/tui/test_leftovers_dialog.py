@@ -9,10 +9,10 @@ import pytest
 
 from console.cluster.local import down, read_state, up
 from console.process_id import ProcessId
+from console.services.run_record import RunRecord
+from console.services.training_run import AttachedRun, runs_dir
 from console.tui.launch import LaunchOptions, create_app
-from console.tui.run_record import RunRecord
 from console.tui.screens.leftovers_dialog import LeftoversDialog
-from console.tui.training_run import AttachedRun, runs_dir
 from tests.console.tui.conftest import dead, screen_text, start_stand_in, wait_for
 
 pytestmark = pytest.mark.slow

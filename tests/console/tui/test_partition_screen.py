@@ -6,8 +6,8 @@ import pytest
 from textual.widgets import Button, DataTable, Input, Static
 
 from assets import asset_path
+from console.services.partition_plan import plan_partitions
 from console.tui.launch import LaunchOptions, create_app
-from console.tui.partition_plan import plan_partitions
 from console.tui.screens.partition import PartitionScreen
 from console.tui.screens.profile_dialog import ProfileDialog
 from console.tui.widgets.layer_strip import LayerStrip

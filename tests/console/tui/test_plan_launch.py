@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from console.cli.partition_plans import train_command
-from console.tui.training_run import TrainRequest
+from console.services.training_run import TrainRequest
 from engine.cwb.fastest import PlanOption
 
 

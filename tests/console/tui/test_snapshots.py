@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from console.fleet.ssh import NodeState, NodeStatus
+from console.fleet.ssh import LinkState, NodeStatus
 from console.tui.app import ConsoleApp
 from console.tui.settings import ConsoleSettings
-from engine.dhp.events import Averaging, ChainDone, ChainLink, Iteration, RunStarted
-from engine.dhp.events import NodeState as NodeEvent
+from engine.dhp.events import Averaging, ChainDone, ChainLink, Iteration, NodeState, RunStarted
 from tests.console.tui.conftest import screen_text, wait_for
 from tests.console.tui.scripted import ScriptedBackend, jetson_sample
 
@@ -65,10 +64,10 @@ async def fleet(tx2_nodes):
             for second in range(60):
                 backend.push_reading(f"tx2-{node}", jetson_sample(8.0 * node + (second * node) % 23,
                                                                   gpu=(second * 7 * node) % 100))
-        backend.push(NodeStatus("tx2-6", NodeState.HOST_KEY_UNKNOWN,
+        backend.push(NodeStatus("tx2-6", LinkState.HOST_KEY_UNKNOWN,
                                 "host key not in known_hosts; check it and run `litesrl nodes trust tx2-6`"))
         await wait_for(pilot, lambda: len(app.fleet.get("tx2-5").history) == 60
-                       and app.fleet.get("tx2-6").status.state is NodeState.HOST_KEY_UNKNOWN)
+                       and app.fleet.get("tx2-6").status.state is LinkState.HOST_KEY_UNKNOWN)
         app._update_status()
         await pilot.pause()
         yield app, pilot
@@ -111,7 +110,7 @@ async def test_training_snapshot(fleet):
         previous = None
         for stage, node in enumerate(hops):
             state.apply(ChainLink(13.0, chain, batch, stage, previous, node))
-            state.apply(NodeEvent(13.0, node, stage, "busy"))
+            state.apply(NodeState(13.0, node, stage, "busy"))
             previous = node
     state.apply(ChainDone(12.9, 30, 29, ("tx2-3", "tx2-5", "tx2-6"), 0.15, 400.0))
     app.training_process = "running, run folder runs/demo"

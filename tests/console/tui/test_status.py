@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from console.tui.run_status import find_runs, option, read_progress, train_arguments
+from console.services.run_status import find_runs, option, read_progress, train_arguments
 from tests.conftest import REPO_ROOT
 
 

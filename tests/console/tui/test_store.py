@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from console.fleet.ssh import NodeState, NodeStatus
-from console.tui.backend import AgentLoad, NodeInfo, Reading
-from console.tui.store import HISTORY, FleetStore
+from console.fleet.ssh import LinkState, NodeStatus
+from console.services.backend import AgentLoad, NodeInfo, Reading
+from console.services.store import HISTORY, FleetStore
 from tests.console.tui.scripted import jetson_sample
 
 INFO = NodeInfo("tx2-1", "tx2", "nvidia@10.0.0.1:22", 4 * 2**30)
@@ -19,27 +19,27 @@ def store() -> FleetStore:
 def test_nodes_start_not_connected_and_a_reading_brings_them_up():
     s = store()
     view = s.get("tx2-1")
-    assert view.state(0.0, 5.0) is NodeState.UNREACHABLE and view.latest is None
+    assert view.state(0.0, 5.0) is LinkState.UNREACHABLE and view.latest is None
     assert s.apply_reading(Reading("tx2-1", jetson_sample(20.0), None, 100.0))
-    assert view.state(101.0, 5.0) is NodeState.UP and view.status.ok
+    assert view.state(101.0, 5.0) is LinkState.UP and view.status.ok
 
 
 def test_an_up_node_turns_stale_when_readings_stop():
     s = store()
     s.apply_reading(Reading("tx2-1", jetson_sample(20.0), None, 100.0))
     view = s.get("tx2-1")
-    assert view.state(104.9, 5.0) is NodeState.UP
-    assert view.state(105.1, 5.0) is NodeState.STALE and round(view.age(105.1), 6) == 5.1
+    assert view.state(104.9, 5.0) is LinkState.UP
+    assert view.state(105.1, 5.0) is LinkState.STALE and round(view.age(105.1), 6) == 5.1
     assert s.count_up(105.1, 5.0) == 0
 
 
 def test_status_changes_are_reported_once_and_unknown_nodes_ignored():
     s = store()
-    failed = NodeStatus("tx2-2", NodeState.AUTH_FAILED, "refused key")
+    failed = NodeStatus("tx2-2", LinkState.AUTH_FAILED, "refused key")
     assert s.apply_status(failed) and not s.apply_status(failed)
-    assert not s.apply_status(NodeStatus("ghost", NodeState.UP))
+    assert not s.apply_status(NodeStatus("ghost", LinkState.UP))
     assert not s.apply_reading(Reading("ghost", jetson_sample(1.0)))
-    assert s.get("tx2-2").state(0, 5) is NodeState.AUTH_FAILED
+    assert s.get("tx2-2").state(0, 5) is LinkState.AUTH_FAILED
 
 
 def test_history_is_bounded_and_figures_follow_the_board_sample():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from console.cluster.training import planning_budget
+from console.services.training_run import EVENTS, TrainRequest, discard_empty_run
 from console.tui.screens.train_dialog import DEFAULT, FILE, profile_choices
-from console.tui.training_run import EVENTS, TrainRequest, discard_empty_run
 
 
 def test_profile_choices_offer_measured_loaded_references_and_a_file():

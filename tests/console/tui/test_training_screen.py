@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from console.services.training_run import TrainRequest
 from console.tui.launch import LaunchOptions, create_app
 from console.tui.screens.training import TrainingScreen
-from console.tui.training_run import TrainRequest
 from console.tui.widgets.chain_board import ChainBoard
 from tests.console.tui.conftest import CLUSTER_NODES, screen_text, wait_for
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.tui.training_state import TrainingState
+from console.services.training_state import TrainingState
 from engine.dhp.events import (
     Averaging,
     ChainAborted,

@@ -6,8 +6,8 @@ import random
 import pytest
 
 from engine.cwb.baselines import block_partition, gpipe, pipedream
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.search import search
 from engine.cwb.transfer import Network
 from engine.errors import PartitionError

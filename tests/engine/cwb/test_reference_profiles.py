@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from assets import asset_path
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.profile_format import load_profile
 from engine.cwb.profiler import ProfilerConfig, measure_memory
 from engine.cwb.search import search, smallest_partitions

@@ -2,8 +2,8 @@
 
 import pytest
 
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.replicas import hold_times, plan_replicas, replicas_for
 from engine.cwb.search import search
 from engine.cwb.transfer import Network

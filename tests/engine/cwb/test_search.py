@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.profile_format import LayerProfile, Profile
 from engine.cwb.search import min_peak_memory, node_orders, search, smallest_partitions
 from engine.cwb.transfer import Network

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.cwb.plan import CostModel
+from engine.cwb.cost import CostModel
 from engine.cwb.transfer import Network
 from engine.dhp.emulation import Emulation, stage_memory
 from engine.errors import ConfigError

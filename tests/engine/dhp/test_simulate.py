@@ -2,8 +2,8 @@
 
 import pytest
 
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.replicas import plan_replicas
 from engine.cwb.transfer import Network
 from engine.dhp.simulate import (

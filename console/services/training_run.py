@@ -21,7 +21,7 @@ from typing import Literal
 
 from console.errors import ConsoleError
 from console.process_id import ProcessId, stop_group
-from console.tui.run_record import RECORD, RunRecord
+from console.services.run_record import RECORD, RunRecord
 from engine.dhp.events import Event, EventError, EventTail
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from console.cluster.local import ClusterState, down, read_state
 from console.process_id import stop_group
-from console.tui.run_record import RunRecord
-from console.tui.training_run import EVENTS, runs_dir
+from console.services.run_record import RunRecord
+from console.services.training_run import EVENTS, runs_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 
-from console.tui.training_run import EVENTS
-from console.tui.training_state import TrainingState
+from console.services.training_run import EVENTS
+from console.services.training_state import TrainingState
 from engine.dhp.events import EventError, EventTail
 
 log = logging.getLogger(__name__)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from console.errors import FleetError
 from console.fleet.fleet import Fleet
-from console.fleet.inventory import Inventory, NodeSpec
+from console.fleet.inventory import Inventory, InventoryNode
 from console.fleet.profiles import keep, measured_profiles, profile_over
 from console.fleet.remote import RemoteLayout, sh_join
-from console.fleet.ssh import NodeState, NodeStatus, NodeUnavailable
+from console.fleet.ssh import LinkState, NodeStatus, NodeUnavailable
 from console.fleet.stream import LineStream
 from console.fleet.target import resolve_target
-from console.tui.backend import AgentLoad, FleetBackend, NodeInfo, ProfileRequest, Reading, Update
+from console.services.backend import AgentLoad, FleetBackend, NodeInfo, ProfileRequest, Reading, Update
 from engine.cwb.profile_format import Profile
 from nodes.errors import TelemetryError
 from nodes.telemetry.sample import Sample
@@ -35,7 +35,7 @@ RETRY_SECONDS = 5.0
 """Pause before reconnecting a node whose link or telemetry stream failed."""
 
 
-def telemetry_command(node: NodeSpec, interval: float) -> str:
+def telemetry_command(node: InventoryNode, interval: float) -> str:
     """The remote command that streams a node's telemetry (and its agent's load) as JSON lines from its venv."""
     layout = RemoteLayout.for_node(node)
     return sh_join([layout.venv_python, "-m", "nodes.telemetry_main", "--interval", f"{interval:g}",
@@ -88,7 +88,7 @@ class SSHBackend(FleetBackend):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _follow(self, node: NodeSpec, interval: float, emit: Callable[[Update], None]) -> None:
+    async def _follow(self, node: InventoryNode, interval: float, emit: Callable[[Update], None]) -> None:
         """Connect ``node`` and stream its telemetry, forever; every failure is emitted as its status."""
         fleet = self._fleets[node.name]
         command = telemetry_command(node, interval)
@@ -105,10 +105,10 @@ class SSHBackend(FleetBackend):
                 except (FleetError, TelemetryError, ValueError, KeyError, TypeError) as exc:
                     reason = str(exc)
                 now = fleet.status(node.name)
-                emit(now if not now.ok else NodeStatus(node.name, NodeState.STALE, reason))
+                emit(now if not now.ok else NodeStatus(node.name, LinkState.STALE, reason))
             await asyncio.sleep(RETRY_SECONDS)
 
-    async def _stream(self, fleet: Fleet, node: NodeSpec, command: str, emit: Callable[[Update], None]) -> None:
+    async def _stream(self, fleet: Fleet, node: InventoryNode, command: str, emit: Callable[[Update], None]) -> None:
         async with LineStream(fleet.connection(node.name), command) as lines:
             async for line in lines:
                 if line.startswith("{"):

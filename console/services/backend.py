@@ -1,7 +1,7 @@
 """The fleet backend contract the console's screens use: nodes, their link states, telemetry, profiling.
 
-Two implementations: :class:`console.tui.backend_ssh.SSHBackend` (Jetson boards of an inventory,
-over asyncssh) and :class:`console.tui.backend_local.LocalBackend` (the emulated cluster's agent
+Two implementations: :class:`console.services.backend_ssh.SSHBackend` (Jetson boards of an inventory,
+over asyncssh) and :class:`console.services.backend_local.LocalBackend` (the emulated cluster's agent
 processes on this machine). The app starts a backend in a worker, reads :meth:`FleetBackend.updates`
 there and turns each item into a typed message; screens never touch a backend directly.
 """

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 
+from engine.cwb.cost import CostModel
 from engine.cwb.nodes_spec import NodeSpec, identical_nodes
-from engine.cwb.plan import CostModel
 from engine.cwb.profile_format import LayerProfile, Profile
 from engine.cwb.search import search
 from engine.cwb.transfer import Network

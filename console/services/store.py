@@ -6,8 +6,8 @@ import collections
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from console.fleet.ssh import NodeState, NodeStatus
-from console.tui.backend import NodeInfo, Reading
+from console.fleet.ssh import LinkState, NodeStatus
+from console.services.backend import NodeInfo, Reading
 
 HISTORY = 240
 """Readings kept per node for the history charts (four minutes at one per second)."""
@@ -26,10 +26,10 @@ class NodeView:
     history: collections.deque[Reading] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """Recent readings, oldest first."""
 
-    def state(self, now: float, stale_after: float) -> NodeState:
+    def state(self, now: float, stale_after: float) -> LinkState:
         """The link state to show: up turns stale when no reading arrived for ``stale_after`` seconds."""
-        if self.status.state is NodeState.UP and self.latest is not None and now - self.latest.received > stale_after:
-            return NodeState.STALE
+        if self.status.state is LinkState.UP and self.latest is not None and now - self.latest.received > stale_after:
+            return LinkState.STALE
         return self.status.state
 
     def age(self, now: float) -> float | None:
@@ -88,7 +88,7 @@ class FleetStore:
                 old.info = info
                 views[info.name] = old
             else:
-                views[info.name] = NodeView(info, NodeStatus(info.name, NodeState.UNREACHABLE, "connecting"))
+                views[info.name] = NodeView(info, NodeStatus(info.name, LinkState.UNREACHABLE, "connecting"))
         self._views = views
 
     @property
@@ -119,10 +119,10 @@ class FleetStore:
             return False
         view.latest = reading
         view.history.append(reading)
-        if view.status.state is not NodeState.UP:
-            view.status = NodeStatus(reading.node, NodeState.UP)
+        if view.status.state is not LinkState.UP:
+            view.status = NodeStatus(reading.node, LinkState.UP)
         return True
 
     def count_up(self, now: float, stale_after: float) -> int:
         """Nodes whose link is up and fresh."""
-        return sum(1 for view in self._views.values() if view.state(now, stale_after) is NodeState.UP)
+        return sum(1 for view in self._views.values() if view.state(now, stale_after) is LinkState.UP)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from console.fleet.ssh import NodeState, NodeStatus
-from console.tui.backend import AgentLoad, Reading
+from console.fleet.ssh import LinkState, NodeStatus
+from console.services.backend import AgentLoad, Reading
 from nodes.telemetry.psutil_source import PsutilSource
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class AgentProbe:
                     load = AgentLoad(agent.pid, process.cpu_percent(), process.memory_info().rss, process.num_threads())
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 self._processes.pop(agent.pid, None)
-                out.append(NodeStatus(agent.name, NodeState.UNREACHABLE,
+                out.append(NodeStatus(agent.name, LinkState.UNREACHABLE,
                                       f"agent process {agent.pid} is gone (litesrl cluster up restarts the cluster)"))
                 continue
             out.append(Reading(agent.name, sample, load, now))

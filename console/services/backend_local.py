@@ -2,7 +2,7 @@
 
 The cluster is started (when asked and not up) and profiled through the ``litesrl`` command in child
 processes, so torch never loads into the console. Telemetry comes from psutil: each agent's own CPU
-and memory, plus the host's cores and sensors (:mod:`console.tui.agent_probe`).
+and memory, plus the host's cores and sensors (:mod:`console.services.agent_probe`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from console.cluster.local import ClusterState, down, read_state, set_owner, sta
 from console.errors import ConsoleError
 from console.fleet.profiles import profile_from_output
 from console.process_id import ProcessId
-from console.tui.agent_probe import AgentProbe, LocalAgent
-from console.tui.backend import FleetBackend, NodeInfo, ProfileRequest, Update
+from console.services.agent_probe import AgentProbe, LocalAgent
+from console.services.backend import FleetBackend, NodeInfo, ProfileRequest, Update
 from engine.cwb.profile_format import Profile
 from engine.cwb.units import parse_size
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from console.tui.backend import NodeInfo
+from console.services.backend import NodeInfo
 from engine.cwb.fastest import Recommendation
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.planner import DEFAULT_BANDWIDTH
