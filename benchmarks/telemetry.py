@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.io import atomic_write_text  # noqa: E402
+from nodes.telemetry.json_form import sample_from_json, sample_to_json
 from nodes.telemetry.psutil_source import PsutilSource  # noqa: E402
-from nodes.telemetry.sample import Sample  # noqa: E402
 from nodes.telemetry.tegrastats import parse_tegrastats_line  # noqa: E402
 
 NODES = 6
@@ -47,7 +47,7 @@ async def psutil_cost(samples: int, interval: float) -> float:
     start = time.process_time()
     async with source:
         async for sample in source.samples():
-            json.dumps(sample.to_json_dict())
+            json.dumps(sample_to_json(sample))
             taken += 1
             if taken == samples:
                 break
@@ -56,10 +56,10 @@ async def psutil_cost(samples: int, interval: float) -> float:
 
 def decode_cost(lines: int) -> float:
     """CPU seconds for the console to turn one JSON line of the AGX Orin sample back into a Sample."""
-    text = json.dumps(parse_tegrastats_line(ORIN_LINE).to_json_dict())
+    text = json.dumps(sample_to_json(parse_tegrastats_line(ORIN_LINE)))
     start = time.process_time()
     for _ in range(lines):
-        Sample.from_json_dict(json.loads(text))
+        sample_from_json(json.loads(text))
     return (time.process_time() - start) / lines
 
 

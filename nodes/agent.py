@@ -33,6 +33,7 @@ from nodes.control import recv_op, send_op
 from nodes.errors import NodeError, ProtocolError
 from nodes.peers import PeerPool
 from nodes.stage_runner import StageRunner
+from nodes.telemetry.json_form import sample_to_json
 from nodes.telemetry.process import resident_bytes
 from nodes.wire import (
     Connection,
@@ -378,7 +379,7 @@ class NodeAgent:
         sample = await self._telemetry.get(timeout=max(5.0, 3 * self._telemetry.interval))
         emulation = self.runner.emulation.report() if self.runner and self.runner.emulation else None
         return {"req": req, "node": self.config.name, "source": self._telemetry.source_name,
-                "sample": sample.to_json_dict(), "emulation": emulation}
+                "sample": sample_to_json(sample), "emulation": emulation}
 
     async def _push(self, conn: Connection, every: float) -> None:
         while not conn.closed:

@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from nodes.errors import TelemetryError
+from nodes.telemetry.choose import open_best_source
 from nodes.telemetry.sample import Sample
-from nodes.telemetry.source import TelemetrySource, open_best_source
+from nodes.telemetry.source import TelemetrySource
 
 log = logging.getLogger(__name__)
 

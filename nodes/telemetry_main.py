@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from nodes.errors import TelemetryError
+from nodes.telemetry.choose import open_best_source
 from nodes.telemetry.json_form import sample_to_json
 from nodes.telemetry.sample import Sample
-from nodes.telemetry.source import open_best_source
 
 
 def build_parser() -> argparse.ArgumentParser:

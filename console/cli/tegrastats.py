@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from console.errors import ConsoleError
+from nodes.telemetry.choose import open_best_source
 from nodes.telemetry.sample import Sample
-from nodes.telemetry.source import open_best_source
 from nodes.telemetry.tegrastats import parse_tegrastats_line
 from nodes.telemetry_main import print_json, stream
 

@@ -27,7 +27,7 @@ from console.fleet.target import resolve_target
 from console.services.backend import AgentLoad, FleetBackend, NodeInfo, ProfileRequest, Reading, Update
 from engine.cwb.profile_format import Profile
 from nodes.errors import TelemetryError
-from nodes.telemetry.sample import Sample
+from nodes.telemetry.json_form import sample_from_json
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def reading_from_line(node: str, line: str, received: float) -> Reading:
     agent = document.get("agent")
     load = AgentLoad(int(agent["pid"]), float(agent["cpu_percent"]), int(agent["rss_bytes"]), int(agent["threads"])) \
         if isinstance(agent, dict) else None
-    return Reading(node, Sample.from_json_dict(document), load, received)
+    return Reading(node, sample_from_json(document), load, received)
 
 
 class SSHBackend(FleetBackend):

@@ -193,20 +193,6 @@ class Sample:
             return sum(rail.current_mw for rail in self.rails.values())
         return self.rails[origin].current_mw
 
-    def to_json_dict(self) -> dict:
-        """The stable JSON form (see `nodes.telemetry.json_form`)."""
-        # json_form imports this module, so it is imported at call time to avoid the cycle.
-        from nodes.telemetry.json_form import sample_to_json
-
-        return sample_to_json(self)
-
-    @classmethod
-    def from_json_dict(cls, data: object) -> Sample:
-        """Rebuild a sample from its JSON form; raises TelemetryError with the offending field."""
-        from nodes.telemetry.json_form import sample_from_json
-
-        return sample_from_json(data)
-
 
 def offline_if_impossible(celsius: float) -> float | None:
     """The reading, or None when it is the offline marker (anything below OFFLINE_BELOW_C)."""

@@ -1,4 +1,6 @@
-"""The telemetry source contract, and `open_best_source`, which picks jtop, then tegrastats, psutil, /proc.
+"""The telemetry source contract: what every source (jtop, tegrastats, psutil, /proc) provides.
+
+`nodes.telemetry.choose.open_best_source` picks the best one that works on a machine.
 
 Contract: a source is opened by its own ``open(...)`` coroutine, which raises TelemetryError
 when the source cannot work on this machine, and is already producing when it returns.
@@ -15,8 +17,7 @@ import abc
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 from nodes.errors import TelemetryError
 from nodes.telemetry.sample import Sample
@@ -76,61 +77,6 @@ class PolledSource(TelemetrySource):
     async def close(self) -> None:
         """Stop the stream after the current reading."""
         self._closed = True
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What `open_best_source` opened, and why each better source was passed over."""
-
-    source: TelemetrySource
-    """The open source, ready to stream."""
-    skipped: tuple[tuple[str, str], ...]
-    """(name, reason) of every better source that could not be opened, best first."""
-
-    def describe(self) -> str:
-        """One line for logs and the CLI, e.g. `psutil (jtop: not installed; tegrastats: not found)`."""
-        if not self.skipped:
-            return self.source.name
-        reasons = "; ".join(f"{name}: {reason}" for name, reason in self.skipped)
-        return f"{self.source.name} ({reasons})"
-
-
-async def open_best_source(
-    interval: float = 1.0,
-    *,
-    tegrastats_command: Sequence[str] = DEFAULT_TEGRASTATS,
-    use_jtop: bool = True,
-) -> Choice:
-    """Open the best source that works here: jtop (its service answers), tegrastats, psutil, then /proc.
-
-    ``tegrastats_command`` is the command line to run (``--interval`` is appended); ``use_jtop``
-    False skips jtop, for callers that must not connect to the jtop service.
-    Raises TelemetryError only when not even /proc can be read (not Linux, no psutil).
-    """
-    # The sources import this module for their base class, so they are imported here.
-    from nodes.telemetry.jtop_source import JtopSource
-    from nodes.telemetry.proc_source import ProcSource
-    from nodes.telemetry.psutil_source import PsutilSource
-    from nodes.telemetry.tegrastats_source import TegrastatsSource
-
-    validate_interval(interval)
-    openers = [
-        ("jtop", lambda: JtopSource.open(interval)),
-        ("tegrastats", lambda: TegrastatsSource.open(interval, command=tegrastats_command)),
-        ("psutil", lambda: PsutilSource.open(interval)),
-        ("proc", lambda: ProcSource.open(interval)),
-    ]
-    skipped: list[tuple[str, str]] = []
-    for name, opener in openers if use_jtop else openers[1:]:
-        try:
-            choice = Choice(await opener(), tuple(skipped))
-        except TelemetryError as exc:
-            skipped.append((name, str(exc)))
-            continue
-        log.info("telemetry source: %s", choice.describe())
-        return choice
-    reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped)
-    raise TelemetryError(f"no telemetry source works here ({reasons})")
 
 
 def validate_interval(interval: float) -> None:

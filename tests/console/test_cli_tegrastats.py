@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from console.cli import tegrastats as tegrastats_cli
 from console.errors import ConsoleError
-from nodes.telemetry.sample import Sample
+from nodes.telemetry.json_form import sample_from_json
 from nodes.telemetry.tegrastats import parse_tegrastats_line
 from tests.nodes.test_tegrastats import EXPECTED_LINES, data_lines
 from tests.nodes.test_telemetry_sources import JTOP_SOCKET, NANO, write_fake_tegrastats
@@ -61,7 +61,7 @@ def test_parse_json_gives_one_sample_per_line(cli, tegrastats_dir, name):
     lines = data_lines(tegrastats_dir / name)
     assert len(out) == len(lines) == EXPECTED_LINES[name]
     for text, line in zip(out, lines):
-        assert Sample.from_json_dict(json.loads(text)) == parse_tegrastats_line(line)
+        assert sample_from_json(json.loads(text)) == parse_tegrastats_line(line)
 
 
 def test_unrecognised_lines_still_yield_samples(cli, tmp_path):
@@ -126,7 +126,7 @@ def test_local_streams_json_from_psutil_here(tmp_path):
         "--tegrastats-command", str(tmp_path / "no-tegrastats"),
     )
     assert result.returncode == 0, result.stderr
-    samples = [Sample.from_json_dict(json.loads(text)) for text in result.stdout.splitlines()]
+    samples = [sample_from_json(json.loads(text)) for text in result.stdout.splitlines()]
     assert len(samples) == 2
     expected = "jtop" if JTOP_SOCKET.exists() else "psutil"
     assert {s.source for s in samples} == {expected}

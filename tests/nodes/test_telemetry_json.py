@@ -8,13 +8,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from nodes.errors import TelemetryError
+from nodes.telemetry.json_form import sample_from_json, sample_to_json
 from nodes.telemetry.sample import Clocked, CpuCore, Memory, Rail, Sample, Swap, Temperature
 from nodes.telemetry.tegrastats import parse_tegrastats_line
 from tests.nodes.test_tegrastats import EXPECTED_LINES, data_lines
 
 
 def through_json(sample: Sample) -> Sample:
-    return Sample.from_json_dict(json.loads(json.dumps(sample.to_json_dict())))
+    return sample_from_json(json.loads(json.dumps(sample_to_json(sample))))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_LINES))
@@ -44,7 +45,7 @@ def test_round_trip_keeps_aware_time_unknown_tokens_and_extras():
 
 def test_documented_shape_and_derived_figures(tegrastats_dir):
     sample = parse_tegrastats_line(data_lines(tegrastats_dir / "nano.txt")[5])
-    data = sample.to_json_dict()
+    data = sample_to_json(sample)
     assert data["version"] == 1
     assert data["source"] == "tegrastats"
     assert data["time"] is None
@@ -65,15 +66,15 @@ def test_documented_shape_and_derived_figures(tegrastats_dir):
 
 
 def test_reader_ignores_unknown_keys_and_recomputes_derived():
-    data = Sample(source="psutil", cpus=(CpuCore(True, 50.0),)).to_json_dict()
+    data = sample_to_json(Sample(source="psutil", cpus=(CpuCore(True, 50.0),)))
     data["derived"]["cpu_pct"] = 99.0
     data["added_in_a_later_version"] = {"x": 1}
-    sample = Sample.from_json_dict(data)
+    sample = sample_from_json(data)
     assert sample.cpu_percent == 50.0
 
 
 def _valid() -> dict:
-    return Sample(source="tegrastats", ram=Memory(1, 2), cpus=(CpuCore(True, 1.0, 2),)).to_json_dict()
+    return sample_to_json(Sample(source="tegrastats", ram=Memory(1, 2), cpus=(CpuCore(True, 1.0, 2),)))
 
 
 @pytest.mark.parametrize(
@@ -96,11 +97,11 @@ def test_bad_json_raises_telemetry_error_naming_the_field(mutate, message):
     data = _valid()
     mutate(data)
     with pytest.raises(TelemetryError) as caught:
-        Sample.from_json_dict(data)
+        sample_from_json(data)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_non_object_is_rejected():
     with pytest.raises(TelemetryError, match="must be an object, got list"):
-        Sample.from_json_dict([1, 2])
+        sample_from_json([1, 2])

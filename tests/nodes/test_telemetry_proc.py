@@ -9,8 +9,8 @@ import psutil
 import pytest
 
 from nodes.errors import TelemetryError
+from nodes.telemetry.choose import open_best_source
 from nodes.telemetry.proc_source import ProcSource
-from nodes.telemetry.source import open_best_source
 
 
 async def test_proc_source_agrees_with_psutil_on_this_machine():

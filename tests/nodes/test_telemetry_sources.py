@@ -11,10 +11,10 @@ import psutil
 import pytest
 
 from nodes.errors import TelemetryError
+from nodes.telemetry.choose import open_best_source
 from nodes.telemetry.jtop_source import JtopSource, sample_from_jtop
 from nodes.telemetry.psutil_source import PsutilSource
 from nodes.telemetry.sample import Clocked, CpuCore, Iram, Memory, Rail, Swap, Temperature
-from nodes.telemetry.source import open_best_source
 from nodes.telemetry.tegrastats import parse_tegrastats_line
 from nodes.telemetry.tegrastats_source import TegrastatsSource
 
