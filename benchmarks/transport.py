@@ -10,7 +10,7 @@ figures on a shared machine move with other people's load. Also times the same t
 integrity, on emulated 1 and 10 Gbit/s links. Prints the tables and writes its section of BENCHMARKS.md.
 
 The litesrl rows use the production path of the agents: ``Connection.send`` / ``Connection.recv`` (no
-``into=``: a fresh tensor per message, as ``nodes.control.recv_op`` does). "unprotected" is that same
+``into=``: a fresh tensor per message, as ``nodes.op_frames.recv_op`` does). "unprotected" is that same
 transport code on a connection without session keys (what every frame cost before frames carried a MAC);
 "integrity" and "encrypt" run the real handshake and protect every frame (``nodes.wire.guard``).
 """

@@ -28,9 +28,9 @@ from engine.dhp.stage import StageSpec, StageWorker
 from engine.errors import ConfigError, EngineError
 from engine.optim import OptimConfig
 from nodes.agent_telemetry import LatestSample
-from nodes.control import field as need
-from nodes.control import recv_op, send_op
 from nodes.errors import NodeError, ProtocolError
+from nodes.op_frames import field as need
+from nodes.op_frames import recv_op, send_op
 from nodes.peers import PeerPool
 from nodes.stage_runner import StageRunner
 from nodes.telemetry.json_form import sample_to_json

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from engine.dhp.protocol import LinkError, LinkTimeout, Message, Op
-from nodes.control import recv_op, send_op
 from nodes.errors import AuthError, NodeError
+from nodes.op_frames import recv_op, send_op
 from nodes.wire import Connection, TransportTimeout, connect
 from nodes.wire.keys import Credentials
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from engine.dhp.protocol import Op
-from nodes.control import send_op
 from nodes.errors import NodeError
+from nodes.op_frames import send_op
 from nodes.wire import Connection, connect
 from nodes.wire.keys import Credentials
 

@@ -59,33 +59,41 @@ DTYPE_SIZES: Mapping[str, int] = {
 
 
 class MessageType(enum.IntEnum):
-    """What a frame carries. The header keys listed are the ones this package reads or writes;
-    the node agent and coordinator define the rest of each header."""
+    """What a frame carries. Handshake frames are this package's (:mod:`nodes.wire.auth`); every later frame
+    carries one DHP op in its header's ``op`` (``engine.dhp.protocol.Op``; which op goes in which type is
+    ``nodes.op_frames.WIRE_TYPE``, checked on receipt)."""
 
     HELLO = 1
-    """client -> server, first frame of a connection: ``{"nonce": hex}`` (see :mod:`nodes.wire.auth`)."""
+    """client -> server, first frame: ``{"nonce", "role", "protect", "macs", ...}`` (:mod:`nodes.wire.auth`)."""
     AUTH_CHALLENGE = 2
-    """server -> client: ``{"nonce": hex}``, the server's fresh nonce."""
+    """server -> client: the server's fresh nonce, its node name and the protection and MAC it chose."""
     AUTH_RESPONSE = 3
-    """client -> server: ``{"proof": hex}``, HMAC of both nonces, proving the client holds the secret."""
+    """client -> server: ``{"proof": hex}``, proving the client holds its role's key."""
     AUTH_OK = 4
-    """server -> client: ``{"proof": hex}``, the server's own HMAC, proving it holds the secret too."""
+    """server -> client: ``{"proof": hex}``, the server's own proof; session keys start with the next frame."""
     ASSIGN_STAGE = 5
-    """coordinator -> node: the partition (layer range) a node trains, its chain and neighbours
-    (paper section 3.3: CWB partition points assigned to DHP nodes); tensors may carry initial weights."""
+    """Setting a node up: ATTACH / ATTACHED (coordinator <-> node: what the node offers), ASSIGN (its stage,
+    initial weights as tensors, optimiser, data and emulation settings) and ASSIGNED or REFUSED."""
     FORWARD = 6
-    """stage i -> stage i+1: output feature (activation) of a partition for one micro-batch."""
+    """The forward pass: START (coordinator -> stage-1 node: build mini-batch ``batch`` for ``chain``),
+    NEXT_HOP (coordinator -> node: where to send the activation) and ACTIVATION (node -> next node, on a
+    data connection: the activation tensor of ``chain``, ``reply_to`` for its gradient)."""
     BACKWARD = 7
-    """stage i+1 -> stage i: gradient of the loss w.r.t. that activation."""
+    """The backward pass: GRADIENT (node -> previous node, data connection: the gradient of the activation it
+    received) and ABORT (coordinator -> node: drop ``chain``)."""
     PARAMETERS = 8
-    """node <-> coordinator: a partition's parameters, exchanged for averaging across chains
-    (paper section 3.3.2: parameters aggregated after a number of iterations)."""
+    """Replica averaging and checkpoints (paper 3.3.2): GET_PARAMS / PARAMS (a stage's parameters, BN buffers
+    and optionally SGD momentum, one tensor per key) and SET_PARAMS / PARAMS_SET (load averaged values and,
+    with a time budget, a re-planned schedule)."""
     TELEMETRY = 9
-    """node -> console: a sample of power, memory, utilisation and temperatures."""
+    """TELEMETRY (coordinator or console -> node: ask) and SAMPLE (node: power, memory, load, temperatures,
+    emulation counters)."""
     TIMING = 10
-    """node -> coordinator: measured per-layer forward/backward and transfer times (the inputs of CWB)."""
+    """Progress reports, node -> coordinator: FORWARD_DONE and BACKWARD_DONE of ``chain``, with the measured
+    step times (and the loss from the last stage)."""
     ERROR = 11
-    """either way: ``{"reason": str}``; sent before closing a connection on purpose."""
+    """ERROR (``{"reason"}``, sent before closing a connection on purpose) and FAILED (node -> coordinator:
+    ``chain`` failed here, ``peer`` when a peer could not be reached)."""
     SHUTDOWN = 12
     """coordinator -> node: stop the current job and close the connection."""
     PING = 13

@@ -17,7 +17,7 @@ from engine.dhp.checkpoints import stage_states
 from engine.dhp.protocol import LinkError, Op, pack_state
 from engine.dhp.stage import StageSpec
 from nodes.client import NodeClient, connect_node
-from nodes.control import recv_op, send_op
+from nodes.op_frames import recv_op, send_op
 from nodes.wire import connect
 from nodes.wire.frame import MAGIC, PROTOCOL_VERSION, MessageType
 from tests.nodes.agent_procs import SECRET, log_text, start_agents

@@ -8,7 +8,7 @@ import asyncio
 import torch
 
 from engine.dhp.protocol import Op
-from nodes.control import recv_op
+from nodes.op_frames import recv_op
 from nodes.peers import PeerPool
 from nodes.wire import Connection, serve
 from tests.nodes.wire.conftest import SECRET
