@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,7 +87,9 @@ def processes():
     started: list[subprocess.Popen] = []
 
     def start(argv: list[str] | None = None, **options) -> subprocess.Popen:
-        process = subprocess.Popen(argv or ["sleep", "60"], start_new_session=True, **options)
+        # Ctrl-C's signal as a shell gives it: a pytest-xdist worker ignores SIGINT, and children inherit that.
+        process = subprocess.Popen(argv or ["sleep", "60"], start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
         started.append(process)
         return process
 
