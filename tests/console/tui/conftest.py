@@ -117,3 +117,14 @@ def start_stand_in(processes, folder: Path, iterations: int = 3) -> subprocess.P
                              str(iterations)], stdout=out, stderr=err, cwd=REPO_ROOT,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     return process
+
+
+@pytest.fixture
+def node_venv(tmp_path) -> Path:
+    """The test node's "venv": this interpreter running this checkout (an SSH session has no PYTHONPATH of ours)."""
+    venv = tmp_path / "node-venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={REPO_ROOT} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return venv

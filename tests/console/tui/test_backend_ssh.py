@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,6 @@ from console.tui.launch import LaunchOptions, create_backend
 pytestmark = pytest.mark.ssh
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def node_venv(tmp_path) -> Path:
-    """The test node's "venv": this interpreter running this checkout (an SSH session has no PYTHONPATH of ours)."""
-    venv = tmp_path / "node-venv"
-    (venv / "bin").mkdir(parents=True)
-    python = venv / "bin" / "python"
-    python.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    return venv
 
 
 async def first_updates(backend: SSHBackend, until, timeout: float = 90.0) -> list:
