@@ -26,17 +26,33 @@ DEFAULT_THRESHOLD = 1024 * 1024
 """Blocks of 1 MiB or more: every tensor of a state dict worth keeping an eye on, none of the small objects."""
 
 
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the operating system now (glibc ``malloc_trim``); False off glibc.
+
+    Blocks under the mapping threshold (a ResNet's many small conv and BN tensors) still come from the heap;
+    called after each averaging round, this returns what the round freed between the blocks still in use.
+    """
+    libc = _libc()
+    return libc is not None and hasattr(libc, "malloc_trim") and libc.malloc_trim(0) == 1
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def map_large_blocks(threshold: int = DEFAULT_THRESHOLD) -> bool:
     """Serve and free blocks of at least ``threshold`` bytes with their own mappings from now on (this process).
 
     Returns whether the setting took: False off glibc (macOS, musl), where nothing changes.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

@@ -53,7 +53,7 @@ from engine.dhp.schedule import ChainScheduler, ScheduleError
 from engine.dhp.settings import RunSettings
 from engine.dhp.sync import average_round, push_schedule
 from engine.errors import CheckpointError, EngineError
-from engine.heap import map_large_blocks
+from engine.heap import map_large_blocks, release_free_memory
 from engine.lr_schedule import BudgetPlanner
 
 log = logging.getLogger(__name__)
@@ -441,6 +441,7 @@ class Coordinator:
             while self._next_checkpoint <= step:
                 self._next_checkpoint += s.checkpoint_every or s.iterations
             log.info("checkpoint at iteration %d: %s", step, self._checkpoint)
+        release_free_memory()  # the round's small tensors leave holes in the heap: give those pages back
         return None
 
     async def _abort_in_flight(self) -> None:
