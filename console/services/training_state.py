@@ -48,22 +48,6 @@ class NodeActivity:
 
 
 @dataclass(frozen=True)
-class Link:
-    """A hop of a forming chain: ``from_node`` (stage ``stage - 1``) handed the batch to ``to_node``."""
-
-    chain: int
-    """Chain id."""
-    batch: int
-    """Mini-batch id."""
-    stage: int
-    """Stage of ``to_node`` (0-based); 0 is the START, which has no ``from_node``."""
-    from_node: str | None
-    """Sender, None for the START on stage 0."""
-    to_node: str
-    """Receiver."""
-
-
-@dataclass(frozen=True)
 class Note:
     """A line of the run's notable moments (averaging, faults)."""
 
@@ -91,7 +75,7 @@ class TrainingState:
     """Averaging period (0: never)."""
     nodes: dict[str, NodeActivity] = field(default_factory=dict)
     """Per-node activity."""
-    links: dict[int, list[Link]] = field(default_factory=dict)
+    links: dict[int, list[ChainLink]] = field(default_factory=dict)
     """Live chains: chain id -> its hops so far."""
     completed: int = 0
     """Iterations completed."""
@@ -116,7 +100,7 @@ class TrainingState:
         return bool(self.stages)
 
     @property
-    def live_links(self) -> list[Link]:
+    def live_links(self) -> list[ChainLink]:
         """Every hop of every chain still forming or running."""
         return [link for hops in self.links.values() for link in hops]
 
@@ -137,8 +121,7 @@ class TrainingState:
             if event.state != "busy":
                 activity.batch = activity.chain = None
         elif isinstance(event, ChainLink):
-            self.links.setdefault(event.chain, []).append(
-                Link(event.chain, event.batch, event.stage, event.from_node, event.to_node))
+            self.links.setdefault(event.chain, []).append(event)
             activity = self._node(event.to_node, event.stage)
             activity.batch, activity.chain = event.batch, event.chain
         elif isinstance(event, ChainDone):
