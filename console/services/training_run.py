@@ -23,6 +23,7 @@ from console.errors import ConsoleError
 from console.process_id import ProcessId, stop_group
 from console.services.run_record import RECORD, RunRecord
 from engine.dhp.events import Event, EventError, EventTail
+from engine.io import LineTail
 
 log = logging.getLogger(__name__)
 
@@ -96,27 +97,9 @@ def discard_empty_run(out: Path) -> bool:
     return True
 
 
-class LineTail:
-    """Follows a growing text file: each ``poll`` returns the lines completed since the last."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._partial = b""
-
-    def poll(self, final: bool = False) -> list[str]:
-        """New non-empty lines; with ``final`` (the writer is gone) an unterminated last line too."""
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(chunk)
-        *complete, self._partial = (self._partial + chunk).split(b"\n")
-        if final:
-            complete, self._partial = [*complete, self._partial], b""
-        return [text for raw in complete if (text := raw.decode("utf-8", "replace").rstrip())]
+def new_text(tail: LineTail, final: bool = False) -> list[str]:
+    """The non-empty lines ``tail`` completed since its last poll, as text."""
+    return [text for raw in tail.poll(final) if (text := raw.decode("utf-8", "replace").rstrip())]
 
 
 class _Run:
@@ -143,9 +126,9 @@ class _Run:
         await asyncio.sleep(POLL_SECONDS)
 
     def _drain_output(self, final: bool = False) -> None:
-        for line in self._stdout.poll(final):
+        for line in new_text(self._stdout, final):
             self.on_output(line)
-        for line in self._stderr.poll(final):
+        for line in new_text(self._stderr, final):
             if line.startswith("error:") or not self.last_error.startswith("error:"):
                 self.last_error = line
             self.on_output(line)

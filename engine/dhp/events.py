@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import EngineError
+from engine.io import LineTail
 
 log = logging.getLogger(__name__)
 
@@ -250,22 +251,13 @@ class EventTail:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._offset = 0
+        self._lines = LineTail(self.path)
         self._line = 0
-        self._partial = b""
 
     def poll(self) -> list[Event]:
         """New complete events (none while the file does not exist yet); a partial line waits for its end."""
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(chunk)
-        *complete, self._partial = (self._partial + chunk).split(b"\n")
         events = []
-        for raw in complete:
+        for raw in self._lines.poll():
             self._line += 1
             if raw.strip():
                 events.append(parse_line(raw.decode("utf-8"), f"{self.path}:{self._line}"))
