@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import sys
 
@@ -36,7 +37,9 @@ def release_free_memory() -> bool:
     return libc is not None and hasattr(libc, "malloc_trim") and libc.malloc_trim(0) == 1
 
 
-def _libc():
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once (None off Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
