@@ -18,6 +18,9 @@ defaults: 20 % labels, 200 epochs, images at the view size) over ``--splits`` la
 0..n-1), reported as mean +- std and per split. Also: wall-clock per run, the replicas' divergence
 before each average, and one PNG with the loss curves of every run.
 
+Every finished run (its training and its probe) is kept in ``--out``/finished/ with the settings it ran
+under, so a command that was stopped resumes after the last finished run (``--fresh`` starts over).
+
 ``--smoke`` runs the whole pipeline at a toy size (20 steps, batch 8, 32 px views) to prove it works: its
 figures are not a result, it says so, and it never writes BENCHMARKS.md.
 """
@@ -85,7 +88,7 @@ def run_single(config: PretrainConfig, data: Path, args: argparse.Namespace) -> 
 
 
 def run_chains(label: str, mode: str, period: int, weighting: str, config: PretrainConfig, args: argparse.Namespace) -> dict:
-    out = args.out / label.replace(" ", "-").replace(",", "")
+    out = args.out / slug(label)
     job = TrainJob(cluster="local", mode=mode, iterations=config.steps, average_every=period, average_weighting=weighting,
                    batch_size=config.batch_size, image_size=config.augment.size, load_size=args.load_size,
                    crop_scale=config.augment.crop_scale[0], rotation=config.augment.rotation, lr=config.base_lr,
@@ -104,6 +107,34 @@ def run_chains(label: str, mode: str, period: int, weighting: str, config: Pretr
     spread = [max(e.divergence) for e in events if e.TYPE == "averaging" and e.divergence]
     return {"label": label, "seconds": seconds, "losses": [e.loss for e in iterations], "checkpoint": str(out / CHECKPOINT_NAME),
             "steps": len(iterations), "divergence": spread, "stages": [len(s) for s in outcome.plan.stages]}
+
+
+def slug(label: str) -> str:
+    return label.replace(" ", "-").replace(",", "")
+
+
+class Finished:
+    """Runs already trained and probed under the same settings (a stopped benchmark resumes after them)."""
+
+    def __init__(self, out: Path, settings: dict, fresh: bool) -> None:
+        self.folder, self.settings = out / "finished", json.loads(json.dumps(settings))  # as stored: tuples are lists
+        if fresh and self.folder.is_dir():
+            for old in self.folder.glob("*.json"):
+                old.unlink()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def get(self, label: str) -> dict | None:
+        path = self.folder / f"{slug(label)}.json"
+        if not path.is_file():
+            return None
+        stored = json.loads(path.read_text())
+        return stored["run"] if stored.get("settings") == self.settings else None
+
+    def put(self, run: dict) -> None:
+        path = self.folder / f"{slug(run['label'])}.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps({"settings": self.settings, "run": run}, indent=1) + "\n")
+        os.replace(partial, path)
 
 
 def probe(images, checkpoint: str | None, args: argparse.Namespace) -> list[float]:
@@ -192,10 +223,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-dhp-accuracy")
     parser.add_argument("--smoke", action="store_true", help="A toy-size run proving the pipeline: not a result, never written.")
     parser.add_argument("--no-write", action="store_true", help="Print the table without touching BENCHMARKS.md.")
+    parser.add_argument("--fresh", action="store_true", help="Forget the finished runs of an earlier, stopped command.")
     args = parser.parse_args()
     if args.smoke:
         for key, value in SMOKE.items():
             setattr(args, key, value)
+        args.out = args.out / "smoke"  # never mixed with a real run's finished runs
     elif args.steps < 600:
         raise SystemExit("error: a result needs at least 600 mini-batches (use --smoke for a toy run)")
     datasets = args.shared / "datasets"
@@ -208,25 +241,38 @@ def main() -> None:
     config = recipe(args)
     data = combined_folder(datasets, args.out)
     periods = [int(p) for p in args.periods.split(",")]
-    runs = [run_single(config, data, args)]
-    home = Path(tempfile.mkdtemp(prefix="litesrl-dhp-accuracy-"))  # its own cluster: one you run is left alone
-    os.environ["XDG_STATE_HOME"], os.environ["XDG_CONFIG_HOME"] = str(home / "state"), str(home / "config")
-    print(f"starting {args.nodes} emulated nodes reading {data}", flush=True)
-    local.up(args.nodes, profile="tx2", data=data)
-    try:
-        for mode in ("fixed", "dynamic"):
-            for period in periods:
-                runs.append(run_chains(f"{mode}, every {period}", mode, period, "equal", config, args))
-        if not args.no_weighted:
-            runs.append(run_chains(f"dynamic, every {min(periods)}, weighted", "dynamic", min(periods), "batches", config, args))
-    finally:
-        local.down()
+    chain_runs = [(f"{mode}, every {period}", mode, period, "equal") for period in periods for mode in ("fixed", "dynamic")]
+    if not args.no_weighted:
+        chain_runs.append((f"dynamic, every {min(periods)}, weighted", "dynamic", min(periods), "batches"))
     classes, records = scan_labelled(datasets / "rsscn7")
     labelled = load_images(records, "optical", args.image_size, classes)
-    for run in runs:
+    finished = Finished(args.out, {**config.to_dict(), "load_size": args.load_size, "splits": args.splits,
+                                   "nodes": args.nodes, "threads": args.threads}, args.fresh)
+
+    def probed(run: dict) -> dict:
         run["accs"] = probe(labelled, run["checkpoint"], args)
         print(f"  {run['label']}: {mean_std(run['accs'])} % in {run['seconds']:.0f} s", flush=True)
-    random_accs = probe(labelled, None, args)
+        finished.put(run)
+        return run
+
+    runs = [finished.get("single process") or probed(run_single(config, data, args))]
+    todo = [spec for spec in chain_runs if finished.get(spec[0]) is None]
+    if todo:
+        home = Path(tempfile.mkdtemp(prefix="litesrl-dhp-accuracy-"))  # its own cluster: one you run is left alone
+        os.environ["XDG_STATE_HOME"], os.environ["XDG_CONFIG_HOME"] = str(home / "state"), str(home / "config")
+        print(f"starting {args.nodes} emulated nodes reading {data}", flush=True)
+        local.up(args.nodes, profile="tx2", data=data)
+        try:
+            for label, mode, period, weighting in todo:
+                probed(run_chains(label, mode, period, weighting, config, args))
+        finally:
+            local.down()
+    runs += [finished.get(spec[0]) for spec in chain_runs]
+    random_run = finished.get("random init")
+    if random_run is None:
+        random_run = {"label": "random init", "accs": probe(labelled, None, args)}
+        finished.put(random_run)
+    random_accs = random_run["accs"]
     png = (args.out if args.smoke or args.no_write else REPO / "benchmarks" / "results") / "dhp_accuracy_loss.png"
     plot(runs, png)
     (args.out / "results.json").write_text(json.dumps({"runs": runs, "random_init": random_accs, "smoke": args.smoke},

@@ -228,7 +228,10 @@ class Pretrainer:
         self.model.train()
         per_epoch = len(self.images) // self.config.batch_size
         started = time.perf_counter() - self.elapsed
-        with open(options.out_dir / METRICS_NAME if main else os.devnull, "a", encoding="utf-8") as metrics_file:
+        # A fresh run starts a fresh log (a run stopped before its first checkpoint leaves lines behind); a resumed
+        # one continues the log that resume() cut at its checkpoint.
+        mode = "a" if self.step else "w"
+        with open(options.out_dir / METRICS_NAME if main else os.devnull, mode, encoding="utf-8") as metrics_file:
             try:
                 for views in view_loader(batches, options.workers):
                     if self.step >= self.config.steps:

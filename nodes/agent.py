@@ -286,7 +286,8 @@ class NodeAgent:
         chain = need(message, "chain", int)
         runner = self._require_runner()
         if message.op is Op.START:
-            runner.start(chain, need(message, "batch", int), need(message, "iteration", int))
+            prepare = need(message, "prepare", int) if message.header.get("prepare") is not None else None
+            runner.start(chain, need(message, "batch", int), need(message, "iteration", int), prepare)
         elif message.op is Op.NEXT_HOP:
             prepare = need(message, "prepare", int) if message.header.get("prepare") is not None else None
             runner.next_hop(chain, need(message, "node", str), need(message, "host", str), need(message, "port", int), prepare)
@@ -305,6 +306,9 @@ class NodeAgent:
             address = need(message, "address", dict)
             host, port = str(address["host"]), int(address["port"])
             plan = {str(node): (str(at[0]), int(at[1])) for node, at in need(message, "peers", dict).items()}
+            successor = str(h["successor"]) if h.get("successor") is not None else None
+            if successor is not None and successor not in plan:
+                raise ValueError(f"successor {successor} is not a node of the plan")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ProtocolError(f"assign: malformed stage settings ({type(exc).__name__}: {exc})") from None
         who = f"{self.config.name}: stage {index + 1} (units {spec.start}..{spec.end - 1})"
@@ -328,7 +332,7 @@ class NodeAgent:
             node=self.config.name, index=index, count=count, worker=worker,
             emulation=self._emulation(h.get("emulation")), data=stage_data, address=(host, port),
             peers=self._peers, report=self._report, overlap=h.get("overlap") is True, plan=plan,
-            max_chains=max_chains,
+            successor=successor, max_chains=max_chains,
         )
         log.info("assigned %s%s", who, f", data {stage_data.path} ({stage_data.count} images)" if stage_data else "")
         await send_op(conn, Op.ASSIGNED, {"req": req, "data": stage_data.describe() if stage_data else None})

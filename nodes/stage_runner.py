@@ -52,6 +52,8 @@ class _Chain:
     """dtype and shape of the activation handed on: its gradient must come back alike."""
     timing: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("data_ms", "forward_ms", "backward_ms", "compute_ms", "overrun_ms", "send_ms"), 0.0))
+    prepare: int | None = None
+    """Stage 1 with a fixed successor: the batch to build once this chain's forward is done (START named it)."""
     aborted: bool = False
 
 
@@ -72,6 +74,7 @@ class StageRunner:
         report: Report,
         overlap: bool = False,
         plan: dict[str, tuple[str, int]] | None = None,
+        successor: str | None = None,
         max_chains: int = 64,
     ) -> None:
         self.node, self.index, self.count = node, index, count
@@ -84,6 +87,10 @@ class StageRunner:
         self._report = report
         self.plan = dict(plan or {})
         """``node -> (host, port)`` of every node of the assigned plan: the only addresses this node dials."""
+        if successor is not None and successor not in self.plan:
+            raise NodeError(f"successor {successor} is not a node of the assigned plan")
+        self.successor = successor
+        """Fixed chains: the node each activation goes to, without waiting for NEXT_HOP."""
         self.max_chains = max_chains
         """Most chains held at once (the memory budget's share per chain); more are refused."""
         self._chains: dict[int, _Chain] = {}
@@ -114,11 +121,12 @@ class StageRunner:
 
     # -- entry points (called by the agent for each message) -------------------------------------
 
-    def start(self, chain: int, batch: int, iteration: int) -> None:
-        """START: build mini-batch ``batch`` from the local dataset and run the stage-1 forward."""
+    def start(self, chain: int, batch: int, iteration: int, prepare: int | None = None) -> None:
+        """START: build mini-batch ``batch`` from the local dataset and run the stage-1 forward (then, with a fixed
+        successor, build batch ``prepare`` while the rest of the chain runs)."""
         if self.data is None:
             raise NodeError(f"{self.node} runs stage {self.index + 1}, which reads no data; START goes to stage 1")
-        self._chains[chain] = _Chain(batch, iteration, None)
+        self._chains[chain] = _Chain(batch, iteration, None, prepare=prepare)
         self._spawn(chain, self._start(chain, batch))
 
     def activation(self, chain: int, batch: int, iteration: int, reply_to: tuple[str, int, str], x: torch.Tensor) -> None:
@@ -143,10 +151,8 @@ class StageRunner:
         if state is None or state.output is None:
             raise NodeError(f"NEXT_HOP for chain {chain}, which has no activation waiting on {self.node}")
         self._spawn(chain, self._hand_off(chain, state, node, host, port))
-        if prepare is not None and self.data is not None and prepare not in self._prepared:
-            task = asyncio.get_running_loop().create_task(self._build(prepare))
-            task.add_done_callback(_retrieve)  # an unused failed build must not log "never retrieved"
-            self._prepared[prepare] = task
+        if prepare is not None:
+            self._prepare(prepare)
 
     def gradient(self, chain: int, grad: torch.Tensor) -> None:
         """GRADIENT: the next stage's gradient of our output; run backward and pass it on."""
@@ -246,7 +252,22 @@ class StageRunner:
             return
         state.output = out
         log.debug("chain %d: forward done", chain)
-        await self._report(Op.FORWARD_DONE, {"chain": chain, "ms": state.timing["forward_ms"]})
+        report = {"chain": chain, "ms": state.timing["forward_ms"]}
+        if self.successor is not None:  # a fixed chain: hand on now, tell the coordinator where it went
+            host, port = self.plan[self.successor]
+            self._spawn(chain, self._hand_off(chain, state, self.successor, host, port))
+            if state.prepare is not None:
+                self._prepare(state.prepare)
+            report["to"] = self.successor
+        await self._report(Op.FORWARD_DONE, report)
+
+    def _prepare(self, batch: int) -> None:
+        """Start building stage-1 batch ``batch`` (the one this node STARTs next) while its chain runs on."""
+        if self.data is None or batch in self._prepared:
+            return
+        task = asyncio.get_running_loop().create_task(self._build(batch))
+        task.add_done_callback(_retrieve)  # an unused failed build must not log "never retrieved"
+        self._prepared[batch] = task
 
     async def _hand_off(self, chain: int, state: _Chain, node: str, host: str, port: int) -> None:
         header = {"chain": chain, "batch": state.batch, "iteration": state.iteration,

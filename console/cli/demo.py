@@ -30,7 +30,7 @@ def demo(
     from console.cli.evaluate import evaluate_command
     from console.cli.partition import partition_command
     from console.cli.profile import profile_command
-    from console.cli.train import train
+    from console.cli.train import disarm_exit_watchdog, train
     from console.cluster.local import DEFAULT_MEMORY, read_state
     from console.cluster.profiles import resolve_profile
     from console.errors import ConsoleError
@@ -54,8 +54,11 @@ def demo(
     try:
         _step(f"5/6  Dynamic chains (paper Fig. 4b): {iterations} mini-batches, replicas averaged every {average_every}")
         # A stalled chain is given up after 30 s (a real run waits 120 s): the demo's boards hold a chain ~3 s.
-        train(cluster="local", mode="dynamic", iterations=iterations, average_every=average_every, out=out / "train",
-              chain_timeout=30.0, emulate_time=True)
+        try:
+            train(cluster="local", mode="dynamic", iterations=iterations, average_every=average_every, out=out / "train",
+                  chain_timeout=30.0, emulate_time=True)
+        finally:
+            disarm_exit_watchdog()  # train's exit timer is for `litesrl train` itself; the demo goes on to evaluate
     finally:
         cluster_down()
     _step("6/6  Freeze evaluation of the trained encoder (linear probe, 20 % labels) against random init")

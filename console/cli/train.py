@@ -169,17 +169,30 @@ def enable_exit_watchdog() -> None:
     _process_entry = True
 
 
+_watchdog: threading.Timer | None = None
+
+
 def exit_if_stuck(code: int, grace: float = FINISH_GRACE) -> None:
     """Arm a daemon timer that ends the process with ``code`` if it is still alive ``grace`` s from now."""
+    global _watchdog
 
     def give_up() -> None:
         sys.stderr.write(f"litesrl train: still closing {grace:g} s after the run finished; exiting\n")
         sys.stderr.flush()
         os._exit(code)
 
-    timer = threading.Timer(grace, give_up)
-    timer.daemon = True
-    timer.start()
+    disarm_exit_watchdog()
+    _watchdog = threading.Timer(grace, give_up)
+    _watchdog.daemon = True
+    _watchdog.start()
+
+
+def disarm_exit_watchdog() -> None:
+    """Cancel the timer: a command that ran ``train`` as one of its steps (``litesrl demo``) goes on after it."""
+    global _watchdog
+    if _watchdog is not None:
+        _watchdog.cancel()
+        _watchdog = None
 
 
 class _Live:

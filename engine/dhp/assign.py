@@ -15,6 +15,7 @@ from engine.dhp.channel import NodeChannel
 from engine.dhp.emulation import Emulation
 from engine.dhp.plan import RunPlan
 from engine.dhp.protocol import Op, pack_state
+from engine.dhp.schedule import fixed_successors
 from engine.dhp.settings import RunSettings
 from engine.dhp.stage import StageSpec
 from engine.errors import EngineError
@@ -36,7 +37,8 @@ def emulation_targets(profile: Profile, start: int, end: int) -> dict[str, Any]:
 def assign_header(settings: RunSettings, plan: RunPlan, profile: Profile, stage: int, node: str,
                   addresses: Mapping[str, tuple[str, int]]) -> dict[str, Any]:
     """The ASSIGN header for ``node`` serving ``stage`` (its weights travel as the message's tensors);
-    ``peers`` lists every planned node's address, the only ones the node will dial."""
+    ``peers`` lists every planned node's address, the only ones the node will dial; in fixed mode ``successor``
+    names the node's next hop (the next node of its fixed chain), to which it hands each activation unasked."""
     address = addresses[node]
     start, end = plan.units[stage]
     data = None
@@ -52,6 +54,7 @@ def assign_header(settings: RunSettings, plan: RunPlan, profile: Profile, stage:
         "overlap": settings.overlap,
         "address": {"host": address[0], "port": address[1]},
         "peers": {n: [*addresses[n]] for nodes in plan.stages for n in nodes if n in addresses},
+        "successor": fixed_successors(plan.stages).get(node) if settings.mode == "fixed" else None,
     }
 
 

@@ -322,28 +322,41 @@ class Coordinator:
             log.debug("%s sent %s outside a request", node, payload.op.value)
 
     async def _admit(self) -> None:
-        for start in self._sched.admit():
+        starts = self._sched.admit()
+        for start in starts:
             now = time.monotonic()
             self._flight[start.chain] = _Flight(now, now)
             self._emit(NodeState, node=start.node, stage=0, state="busy")
             self._emit(ChainLink, chain=start.chain, batch=start.batch, stage=0, from_node=None, to_node=start.node)
-            await self.channels[start.node].send(Op.START, {"chain": start.chain, "batch": start.batch,
-                                                            "iteration": start.iteration})
+        for start in starts:  # reservations after every start, so batches go out in the order single-process takes them
+            header = {"chain": start.chain, "batch": start.batch, "iteration": start.iteration}
+            if self.settings.mode == "fixed" and self.settings.overlap and len(self.plan.stages) > 1:
+                # A fixed chain's stage-1 node hands its activation on unasked (no NEXT_HOP to carry ``prepare``).
+                batch = self._sched.reserve(start.node)
+                if batch is not None:
+                    header["prepare"] = batch
+            await self.channels[start.node].send(Op.START, header)
 
     async def _forward_done(self, node: str, message: Message) -> None:
         chain = int(message.header["chain"])
         info = self._sched.chain_info(chain)
         self._flight[chain].progress = time.monotonic()
         target = self._sched.request_next_hop(chain, node)
+        sent_to = message.header.get("to")  # a fixed chain's node already handed its activation on
+        if sent_to is not None and sent_to != target:
+            raise ScheduleError(f"{node} handed chain {chain} to {sent_to}, but its next hop is {target}")
         if target is not None:
-            await self._hop(Hop(chain, len(info.nodes), node, target, info.batch, info.iteration))
+            await self._hop(Hop(chain, len(info.nodes), node, target, info.batch, info.iteration), tell=sent_to is None)
 
-    async def _hop(self, hop: Hop) -> None:
+    async def _hop(self, hop: Hop, tell: bool = True) -> None:
+        """Record ``hop`` and, unless its node made it unasked (``tell`` False), send it the NEXT_HOP."""
         flight = self._flight.get(hop.chain)
         if flight is not None:
             flight.progress = time.monotonic()
         self._emit(NodeState, node=hop.to_node, stage=hop.stage, state="busy")
         self._emit(ChainLink, chain=hop.chain, batch=hop.batch, stage=hop.stage, from_node=hop.from_node, to_node=hop.to_node)
+        if not tell:
+            return
         host, port = self.addresses[hop.to_node]
         header: dict[str, Any] = {"chain": hop.chain, "node": hop.to_node, "host": host, "port": port}
         if hop.stage == 1 and self.settings.overlap:  # the stage-1 node reads its next batch while it waits

@@ -4,16 +4,20 @@ The engine never imports ``nodes/``: the coordinator speaks :class:`Op` messages
 :class:`NodeLink`, and ``nodes/client.py`` implements that link over the wire transport (where each
 op travels in a frame of the closest ``nodes.wire.MessageType`` with ``{"op": name}`` in its header).
 
-Per mini-batch (dynamic chains, paper Fig. 4b; fixed chains use the same messages)::
+Per mini-batch (dynamic chains, paper Fig. 4b)::
 
-    coordinator -> stage-1 node   START {chain, batch, iteration}
-    stage-s node -> coordinator   FORWARD_DONE {chain, ms}
+    coordinator -> stage-1 node   START {chain, batch, iteration, prepare?}
+    stage-s node -> coordinator   FORWARD_DONE {chain, ms, to?}
     coordinator -> stage-s node   NEXT_HOP {chain, node, host, port, prepare?}  (a free stage-s+1 node;
                                   ``prepare``: the batch a stage-1 node STARTs next, to build while it waits)
     stage-s node -> that node     ACTIVATION {chain, batch, iteration, reply_to} + activation
     last stage -> its predecessor GRADIENT {chain} + input gradient        (after loss and backward)
     every node -> coordinator     BACKWARD_DONE {chain, loss?, timing}     (stage 1's ends the iteration)
 
+Fixed chains (Fig. 4a) know every next hop before the run: ASSIGN names each node's ``successor``, the node hands
+its activation on as soon as its forward is done and reports where (``to``) in FORWARD_DONE, and no NEXT_HOP is
+sent, which takes one coordinator round trip per stage off each mini-batch's critical path; a stage-1 node learns
+the batch it builds ahead (``prepare``) from START instead.
 With overlap, a node sends BACKWARD_DONE once its backward is done and its gradient is on its way.
 A node holds one mini-batch at a time; ABORT {chain} makes it drop a chain whose member was lost.
 Requests that expect an answer carry ``req`` (an int) and the answer echoes it.
@@ -45,9 +49,11 @@ class Op(str, enum.Enum):
     REFUSED = "refused"
     """node -> coordinator: the assignment does not fit; ``reason``, ``need`` and ``budget`` bytes."""
     START = "start"
-    """coordinator -> stage-1 node: read mini-batch ``batch`` and run the forward of chain ``chain``."""
+    """coordinator -> stage-1 node: read mini-batch ``batch`` and run the forward of chain ``chain`` (``prepare``: the
+    batch to build next, on a fixed chain)."""
     FORWARD_DONE = "forward_done"
-    """node -> coordinator: the forward of ``chain`` is done; the node waits for NEXT_HOP."""
+    """node -> coordinator: the forward of ``chain`` is done; the node waits for NEXT_HOP (or, ``to``, a fixed chain's
+    node says where it handed the activation)."""
     NEXT_HOP = "next_hop"
     """coordinator -> node: send the activation of ``chain`` to ``node`` at ``host:port`` (``prepare``: build that batch now)."""
     ACTIVATION = "activation"

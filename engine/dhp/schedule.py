@@ -51,6 +51,17 @@ Mode = Literal["dynamic", "fixed"]
 MODES: tuple[str, ...] = ("dynamic", "fixed")
 
 
+def fixed_chains(stages: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+    """Fixed mode's chains over ``stages``: chain ``j`` is the ``j``-th node of every stage (``min_s r_s`` chains)."""
+    return [tuple(stage[j] for stage in stages) for j in range(min(map(len, stages)))] if stages else []
+
+
+def fixed_successors(stages: Sequence[Sequence[str]]) -> dict[str, str]:
+    """Fixed mode's next hop of every node but the last of its chain: known before the run, so a node can hand
+    its activation on without asking the coordinator (one round trip less per stage and mini-batch)."""
+    return {chain[s]: chain[s + 1] for chain in fixed_chains(stages) for s in range(len(chain) - 1)}
+
+
 class ScheduleError(EngineError):
     """A scheduler input or call that contradicts its state (unknown node or chain, out-of-order report)."""
 
@@ -100,7 +111,7 @@ class ChainScheduler:
         self.mode, self.policy = mode, policy
         self._stages = lists
         self._stage_of = {node: s for s, stage in enumerate(lists) for node in stage}
-        self._lanes = [tuple(stage[j] for stage in lists) for j in range(min(map(len, lists)))]
+        self._lanes = fixed_chains(lists)
         self._lost: dict[str, int] = {}
         self._holder: dict[str, int] = {}
         self._since: dict[str, float] = {}

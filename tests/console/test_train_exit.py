@@ -40,3 +40,18 @@ def test_only_the_litesrl_process_arms_the_exit_timer(monkeypatch):
     train_cli.enable_exit_watchdog()  # what `litesrl`'s entry point does
     live.event(SimpleNamespace(TYPE="run_finished", reason="a node failed"))
     assert armed == [1]
+
+
+def test_a_command_that_goes_on_after_train_disarms_the_exit_timer():
+    # `litesrl demo` trains, then evaluates for longer than the grace: the timer must not end it mid-evaluation.
+    script = (
+        "import time\n"
+        "from console.cli.train import disarm_exit_watchdog, exit_if_stuck\n"
+        "exit_if_stuck(3, grace=0.5)\n"
+        "disarm_exit_watchdog()\n"
+        "time.sleep(1.5)\n"
+        "print('went on')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=REPO, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "went on", result.stderr

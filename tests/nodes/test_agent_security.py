@@ -217,6 +217,13 @@ async def test_a_peer_can_neither_command_the_node_nor_make_it_dial_outside_the_
         await link.send(Op.NEXT_HOP, {"chain": 3, "node": "evil", "host": "127.0.0.1", "port": outside_port})
         answer = await link.recv(timeout=10)
         assert answer.op is Op.FAILED
+        # Nor can an assignment name a fixed chain's successor outside the plan.
+        await link.send(Op.ASSIGN, {
+            "req": 4, "stage": {"index": 0, "count": 2, "spec": StageSpec(MODEL, 0, UNITS - 2).to_dict()},
+            "optim": OPTIM.to_dict(), "seed": 0, "memory": None, "emulation": None, "data": None,
+            "address": {"host": agent.host, "port": agent.port}, "peers": plan, "successor": "evil", "keys": []})
+        answer = await link.recv(timeout=10)
+        assert answer.op is Op.ERROR and "successor evil is not a node of the plan" in answer.header["reason"]
         await asyncio.sleep(0.5)
         with pytest.raises(BlockingIOError):
             outside.accept()  # nobody ever dialled the address outside the plan

@@ -107,3 +107,27 @@ async def test_resume_refuses_a_checkpoint_of_other_settings(chain, tmp_path):
     with pytest.raises(Exception, match="was written with other optim settings"):
         await coordinator.run(plan_for(coordinator, "fixed"), PROFILE, resume=True)
     await coordinator.close()
+
+
+async def test_a_fixed_chain_hands_on_without_asking_the_coordinator(chain, tmp_path):
+    """Fixed chains know their next hops from ASSIGN: no NEXT_HOP round trip, yet every hop is still recorded."""
+    sent: list[tuple[str, str, dict]] = []
+    for mode in ("fixed", "dynamic"):
+        run = settings(3, None, mode=mode, average_every=0)
+        coordinator = await coordinator_for(chain, run, tmp_path / f"events-{mode}.jsonl")
+        for name, channel in coordinator.channels.items():
+            def recording(op, header=None, _send=channel.send, _name=name, _mode=mode):
+                sent.append((_mode, _name, op.value))
+                return _send(op, header)
+            channel.send = recording
+        result = await coordinator.run(plan_for(coordinator, mode), PROFILE)
+        await coordinator.close()
+        assert result.reason is None and result.completed == 3
+        links = [(e.chain, e.stage, e.from_node, e.to_node) for e in read_events(tmp_path / f"events-{mode}.jsonl")
+                 if e.TYPE == "chain_link"]
+        assert sorted(links) == [(c, s, f, t) for c in (1, 2, 3) for s, f, t in ((0, None, "a"), (1, "a", "b"), (2, "b", "c"))]
+    hops = {mode: [(node, op) for m, node, op in sent if m == mode and op == "next_hop"] for mode in ("fixed", "dynamic")}
+    assert hops["fixed"] == []
+    assert hops["dynamic"] == [("a", "next_hop"), ("b", "next_hop")] * 3
+    starts = [node for m, node, op in sent if m == "fixed" and op == "start"]
+    assert starts == ["a"] * 3
