@@ -252,7 +252,7 @@ class StageRunner:
             return
         state.output = out
         log.debug("chain %d: forward done", chain)
-        report = {"chain": chain, "ms": state.timing["forward_ms"]}
+        report: dict[str, Any] = {"chain": chain, "ms": state.timing["forward_ms"]}
         if self.successor is not None:  # a fixed chain: hand on now, tell the coordinator where it went
             host, port = self.plan[self.successor]
             self._spawn(chain, self._hand_off(chain, state, self.successor, host, port))

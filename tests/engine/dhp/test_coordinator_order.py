@@ -67,3 +67,35 @@ async def test_an_overtaking_backward_report_waits_for_the_later_stage():
     assert result.reason is None and result.step == 6
     assert result.per_node["a"].iterations == result.per_node["b"].iterations == 6
     assert result.final_loss == -0.5
+
+
+class ScriptedFixedLink(ScriptedLink):
+    """A fixed chain: ``a`` hands its activation to its successor ``b`` unasked, and ``b``'s BACKWARD_DONE reaches
+    the coordinator before ``a``'s FORWARD_DONE that says where the activation went (held until ``a``'s own
+    BACKWARD_DONE, which always comes after it, makes it due)."""
+
+    async def send(self, op, header=None, tensors=()):
+        if op is Op.ASSIGN:
+            assert header["successor"] == ("b" if self.name == "a" else None)
+        if op is not Op.START:
+            assert op is not Op.NEXT_HOP, "a fixed chain's node needs no NEXT_HOP"
+            return await super().send(op, header, tensors)
+        post, chain = self.cluster.inbox, header["chain"]
+        done = {"timing": {"forward_ms": 1.0, "backward_ms": 1.0}}
+        post["b"].put_nowait(Message(Op.BACKWARD_DONE, {"chain": chain, "loss": -0.25, **done}))
+        await asyncio.sleep(0.01)
+        post["a"].put_nowait(Message(Op.FORWARD_DONE, {"chain": chain, "ms": 1.0, "to": "b"}))
+        post["a"].put_nowait(Message(Op.BACKWARD_DONE, {"chain": chain, **done}))
+
+
+async def test_a_fixed_successors_report_may_overtake_the_hand_off_report():
+    cluster = ScriptedCluster()
+    run = settings(6, None, mode="fixed", average_every=0, stall_timeout=5.0)
+    coordinator = Coordinator({n: ScriptedFixedLink(n, cluster) for n in "ab"}, {"a": ("h", 1), "b": ("h", 2)}, run)
+    await coordinator.attach()
+    plan = plan_for(coordinator, "fixed", partitions=2)
+    result = await coordinator.run(plan, PROFILE)
+    await coordinator.close()
+    assert result.reason is None and result.step == 6
+    assert result.per_node["a"].iterations == result.per_node["b"].iterations == 6
+    assert result.final_loss == -0.25
