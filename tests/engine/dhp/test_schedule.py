@@ -5,7 +5,7 @@ import random
 import pytest
 
 from engine.dhp.chain_records import ChainRecord, Completed
-from engine.dhp.schedule import ChainScheduler, ScheduleError
+from engine.dhp.schedule import ChainScheduler, ScheduleError, fixed_chains, fixed_successors
 
 PAPER = [["n1", "n2", "n3"], ["n4", "n5"], ["n6"]]  # the paper's 3/2/1 (Table 6)
 
@@ -488,3 +488,11 @@ def test_a_replanned_run_ends_at_its_new_total_and_keeps_its_averaging_boundarie
     s.end_drain()
     d.run()
     assert s.completed == 14 and s.finished and sorted(d.completed) == list(range(14))
+
+
+def test_fixed_successors_follow_the_fixed_chains():
+    assert fixed_chains([["a", "d"], ["b", "e"], ["c", "f"]]) == [("a", "b", "c"), ("d", "e", "f")]
+    assert fixed_successors([["a", "d"], ["b", "e"], ["c", "f"]]) == {"a": "b", "b": "c", "d": "e", "e": "f"}
+    # 3/2/1: one fixed chain; the nodes past the shortest stage have no successor (fixed mode leaves them idle).
+    assert fixed_successors([["a", "b", "c"], ["d", "e"], ["f"]]) == {"a": "d", "d": "f"}
+    assert fixed_successors([["a"]]) == {}
