@@ -8,7 +8,9 @@ view size and wall-clock budget (the cosine schedule is fitted to the budget aft
 so a slower method simply gets fewer steps), one after the other on an otherwise idle machine. Each
 encoder is then scored by the logistic-regression and kNN probes on frozen features with
 ``--fractions`` of the labels over ``--seeds`` label splits, paired per split against one random-init
-encoder (mean ± sample std; engine.protocol).
+encoder (mean ± sample std; engine.protocol). Each finished run (pretraining and probes) is kept in
+``--out``/<dataset>/<budget>/<method>/finished.json with its settings, so a stopped command resumes after its
+finished runs (``--fresh`` retrains them): the full Table 2 and budget curve take hours of an idle machine.
 
 Recipes (why each choice, in README "Getting a real gain on a CPU budget"):
 - rsscn7 (optical): pretrain on the 695 unlabelled 128 px pool images plus the 385 RSSCN7
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -113,12 +116,25 @@ def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace
     print(f"{name}: pool {len(pool)} images, labelled {len(labelled)} in {len(classes)} classes", flush=True)
     rows = {}
     budget_s = parse_duration_ms(budget) / 1000
+    settings = json.loads(json.dumps({"recipe": recipe.__dict__, "budget_s": budget_s, "fractions": args.fractions,
+                                      "seeds": args.seeds, "threads": args.threads}))
     for method in args.methods:
+        out = args.out / name / budget / method
+        finished = out / "finished.json"
+        if finished.is_file() and not args.fresh:
+            stored = json.loads(finished.read_text())
+            if stored["settings"] == settings:
+                print(f"{name}: {method} at {budget} already finished ({finished}); kept", flush=True)
+                rows[method] = {**stored["run"], "probe": {float(f): p for f, p in stored["run"]["probe"].items()}}
+                continue
         print(f"{name}: pretraining {method} for {budget_s:.0f} s", flush=True)
-        run = pretrain(recipe, method, pool, budget_s, args.out / name / budget / method)
-        run["probe"] = probe(labelled, recipe, args, run["checkpoint"], run["model"])
+        run = pretrain(recipe, method, pool, budget_s, out)
+        run["probe"] = probe(labelled, recipe, args, run["checkpoint"], run.pop("model"))
         print(f"  {method}: " + ", ".join(f"{f:g}: {100 * statistics.mean(p['linear']):.1f} %" for f, p in run["probe"].items()),
               flush=True)
+        partial = finished.with_suffix(".partial")
+        partial.write_text(json.dumps({"settings": settings, "run": run}, indent=1) + "\n")
+        os.replace(partial, finished)  # a stopped benchmark resumes after its finished runs
         rows[method] = run
     return {"pool": len(pool), "labelled": len(labelled), "rows": rows}
 
@@ -164,6 +180,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-accuracy")
     parser.add_argument("--no-write", action="store_true", help="print the table without touching BENCHMARKS.md")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that an earlier, stopped command finished")
     args = parser.parse_args()
     args.fractions = [float(f) for f in args.fractions.split(",")]
     budgets = [b.strip() for b in args.budget.split(",") if b.strip()]
