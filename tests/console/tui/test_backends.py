@@ -30,7 +30,9 @@ async def test_probe_reads_each_process_and_reports_one_that_died():
         await asyncio.sleep(0.6)
         first = {item.node: item for item in probe.read(agents)}
         assert all(isinstance(item, Reading) for item in first.values())
-        assert first["busy"].agent.cpu_percent > 30 > first["idle"].agent.cpu_percent
+        # Relative, not absolute: on a loaded machine the busy loop may get only a small share of a core.
+        busy_cpu, idle_cpu = first["busy"].agent.cpu_percent, first["idle"].agent.cpu_percent
+        assert busy_cpu > 5 * max(idle_cpu, 1.0), (busy_cpu, idle_cpu)
         assert first["busy"].agent.pid == busy.pid and first["busy"].agent.rss_bytes > 2**20
         assert len(first["busy"].sample.cpus) == psutil.cpu_count()  # the host the node runs on
         idle.kill()
