@@ -284,14 +284,38 @@ class StageRunner:
         if state is None:
             return
         started = time.monotonic()
-        input_grad = await self._compute_step(chain, state, lambda: self.worker.backward(chain, grad, state.iteration))
+        early: list[asyncio.Task] = []
+        hand_back = None
+        if state.reply_to is not None and self.emulation is None:
+            # Real compute: the gradient goes back while this stage runs its optimiser step (an emulated board
+            # sends it once its stretched backward is over, as the board would).
+            loop = asyncio.get_running_loop()
+            host, port, node = state.reply_to
+
+            def send(input_grad: torch.Tensor) -> None:
+                early.append(loop.create_task(
+                    self._send(chain, state, node, host, port, Op.GRADIENT, {"chain": chain}, input_grad, 0.0)))
+
+            def hand_back(input_grad: torch.Tensor) -> None:  # called in the compute thread
+                loop.call_soon_threadsafe(send, input_grad)
+
+        input_grad = await self._compute_step(
+            chain, state, lambda: self.worker.backward(chain, grad, state.iteration, hand_back))
         await self._stretch(state, started, self.emulation.backward_s if self.emulation else 0.0)
         state.timing["backward_ms"] = (time.monotonic() - started) * 1000
-        if state.aborted:
-            return
         header: dict[str, Any] = {"chain": chain, "timing": state.timing}
         if loss is not None:
             header["loss"] = loss
+        if early:  # the compute thread's hand-back ran before this await resumed (the loop's callbacks are FIFO)
+            sending = early[0]
+            self._spawn(chain, sending)  # failures are reported; close() cancels it
+            if state.aborted:
+                return
+            if self.overlap or await asyncio.shield(sending):
+                await self._done(chain, header)
+            return
+        if state.aborted:
+            return
         if state.reply_to is None:
             await self._done(chain, header)
             return

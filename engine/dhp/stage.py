@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -86,22 +87,30 @@ class StageWorker:
         self._outputs[key] = out
         return out.detach()
 
-    def backward(self, key: int, grad_output: torch.Tensor | None, iteration: int) -> torch.Tensor | None:
+    def backward(self, key: int, grad_output: torch.Tensor | None, iteration: int,
+                 on_input_grad: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor | None:
         """Back-propagate mini-batch ``key`` and update the weights; returns the input gradient
-        (None on the first stage, which has nothing upstream)."""
+        (None on the first stage, which has nothing upstream).
+
+        ``on_input_grad``, when given, receives the input gradient as soon as autograd has it, before the
+        optimiser step: the previous stage can start its backward while this one updates its weights (the
+        step does not change that gradient), which takes the heaviest stage's update off the chain's path."""
         x, out = self._inputs.pop(key), self._outputs.pop(key)
         if self.is_last:
             out.backward()
         else:
             assert grad_output is not None  # only the last stage starts backward without an output gradient
             out.backward(grad_output.to(self.device))
+        input_grad = None
+        if not self.is_first:
+            assert x.grad is not None  # every stage's input but the first requires grad
+            input_grad = x.grad.detach()
+            if on_input_grad is not None:
+                on_input_grad(input_grad)
         set_learning_rates(self.optimizer, self.optim_config, iteration)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.is_first:
-            return None
-        assert x.grad is not None  # every stage's input but the first requires grad
-        return x.grad.detach()
+        return input_grad
 
     def reschedule(self, optim: OptimConfig) -> None:
         """Continue with ``optim``, which may differ from the current settings in ``total_steps`` only (a time

@@ -114,3 +114,20 @@ def test_momentum_for_a_parameter_the_stage_lacks_is_refused():
     worker = StageWorker(spec, OPTIM)
     with pytest.raises(EngineError, match="momentum for parameter"):
         worker.load_state_dict({**worker.state_dict(), "momentum:head.nope.weight": torch.zeros(1)})
+
+
+def test_the_input_gradient_is_handed_back_before_the_weight_update():
+    torch.manual_seed(0)
+    model = build_model(CONFIG)
+    first, last = (StageWorker(spec, OPTIM, {k: v.clone() for k, v in stage_module(model, spec).state_dict().items()})
+                   for spec in split_model(model, [3]))
+    views = _batches(1)[0]
+    last.forward(0, first.forward(0, views))
+    before = {k: v.clone() for k, v in last.state_dict().items()}
+    seen = []
+    # What the previous stage may already use while this one steps: the weights have not moved yet.
+    returned = last.backward(0, None, 0, lambda grad: seen.append(
+        (grad.clone(), all(torch.equal(v, before[k]) for k, v in last.state_dict().items()))))
+    assert len(seen) == 1 and seen[0][1], "the gradient must be handed back before the optimiser step"
+    assert torch.equal(seen[0][0], returned)
+    assert any(not torch.equal(v, before[k]) for k, v in last.state_dict().items())  # then the step ran
