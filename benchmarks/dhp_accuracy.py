@@ -6,11 +6,15 @@ SGD with warm-up + cosine) on the same data (the 695-image RSSCN7 pool plus the 
 labels, as ``benchmarks/accuracy.py`` uses), the same seed and the same number of mini-batches
 (``--steps``, at least 600):
 
-- single-process ``pretrain`` (``engine.pretrain.Pretrainer``);
+- single-process ``pretrain`` (``engine.pretrain.Pretrainer``), and again with other seeds
+  (``--single-seeds``): how far two single-machine runs of one recipe land apart is the noise floor
+  every chain run's gap is read against;
 - fixed chains (two chains of three on six emulated nodes) and dynamic chains (3/2/1), each averaging
   the replicas every ``--periods`` iterations (100: the paper; 10: a short period), real compute on
-  every node (``litesrl train``'s path: ``console.cluster.training.run_training``), and dynamic chains
-  with the average weighted by the mini-batches each replica trained;
+  every node (``litesrl train``'s path: ``console.cluster.training.run_training``), with the replicas'
+  plain mean (the paper) and with their summed updates (``--averages equal,sum``;
+  ``engine.dhp.averaging``), and dynamic chains with the average weighted by the mini-batches each
+  replica trained;
 - random init.
 
 Each encoder is scored by ``litesrl eval``'s freeze probe (``engine.evaluate.evaluate`` with the CLI's
@@ -34,6 +38,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from report import REPO, write_section
@@ -54,6 +59,8 @@ from engine.pretrain import CHECKPOINT_NAME, PretrainConfig, Pretrainer, RunOpti
 TITLE = "DHP accuracy: single process vs fixed and dynamic chains (real images)"
 POOL = ("rsscn7_pool128", "rsscn7")
 """Pretraining data under ``--shared/datasets``, in this order; the probe is on ``rsscn7`` with its labels."""
+AVERAGES = {"equal": "", "sum": ", summed"}
+"""``--averages`` choices (``litesrl train --average-weighting``) and the suffix of their runs' labels."""
 SMOKE = dict(steps=20, batch_size=8, image_size=32, load_size=48, periods="10,5", splits=2)
 
 
@@ -77,13 +84,22 @@ def recipe(args: argparse.Namespace) -> PretrainConfig:
                           seed=args.seed)
 
 
+SINGLE = "single process"
+
+
+def single_label(seed: int, args: argparse.Namespace) -> str:
+    return SINGLE if seed == args.seed else f"{SINGLE}, seed {seed}"
+
+
 def run_single(config: PretrainConfig, data: Path, args: argparse.Namespace) -> dict:
+    label = single_label(config.seed, args)
     images = load_images(scan_unlabelled([data]), "optical", args.load_size)
-    print(f"single process: {len(images)} images, {config.steps} steps", flush=True)
-    trainer = Pretrainer(config, images, RunOptions(out_dir=args.out / "single", workers=1))
+    print(f"{label}: {len(images)} images, {config.steps} steps", flush=True)
+    folder = "single" if label == SINGLE else slug(label)
+    trainer = Pretrainer(config, images, RunOptions(out_dir=args.out / folder, workers=1))
     began = time.monotonic()
     history = trainer.run()
-    return {"label": "single process", "seconds": time.monotonic() - began, "losses": [m.loss for m in history],
+    return {"label": label, "seconds": time.monotonic() - began, "losses": [m.loss for m in history],
             "checkpoint": str(trainer.checkpoint_path), "steps": trainer.step, "divergence": []}
 
 
@@ -170,7 +186,7 @@ def mean_std(accs: list[float]) -> str:
 
 
 def report(runs: list[dict], random_accs: list[float], args: argparse.Namespace, load: float, png: Path) -> str:
-    single = next(r for r in runs if r["label"] == "single process")
+    single = next(r for r in runs if r["label"] == SINGLE)
     lines = [f"- load average before the run: {load:.2f}; six emulated nodes (`litesrl cluster up`, one torch thread "
              f"each, real compute, no time stretching) and the single process ({args.threads} threads) on this machine",
              f"- recipe: ResNet-18, {args.steps} mini-batches of {args.batch_size}, {args.image_size} px views from "
@@ -193,7 +209,13 @@ def report(runs: list[dict], random_accs: list[float], args: argparse.Namespace,
     lines += ["", "Per split (%): " + "; ".join(f"{r['label']} " + " ".join(f"{100 * a:.1f}" for a in r["accs"]) for r in runs)
               + "; random init " + " ".join(f"{100 * a:.1f}" for a in random_accs), ""]
     verdict = []
+    repeats = [r for r in runs[1:] if r["label"].startswith(SINGLE)]
+    for run in repeats:
+        verdict.append(f"- noise floor: {run['label']} lands {100 * (statistics.mean(run['accs']) - single_mean):+.1f} "
+                       f"points from the seed-{args.seed} single process (the same recipe on one machine)")
     for run in runs[1:]:
+        if run in repeats:
+            continue
         gap = 100 * (single_mean - statistics.mean(run["accs"]))
         above = sum(a > r for a, r in zip(run["accs"], random_accs))
         ok = gap <= 1.5 and above >= max(1, len(random_accs) - 1)
@@ -214,8 +236,13 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--periods", default="100,10", help="Averaging periods of the chain runs.")
+    parser.add_argument("--modes", default="fixed,dynamic", help="Chain modes of the chain runs.")
+    parser.add_argument("--averages", default="equal,sum",
+                        help="How the chain runs combine replicas: equal (the paper's mean) and/or sum (summed updates).")
     parser.add_argument("--no-weighted", action="store_true",
                         help="Leave out the dynamic run whose average is weighted by each replica's mini-batches.")
+    parser.add_argument("--single-seeds", default="1",
+                        help="More single-process runs with these seeds (comma-separated; empty: none): the noise floor.")
     parser.add_argument("--splits", type=int, default=5, help="Label splits of the probe.")
     parser.add_argument("--nodes", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2, help="Torch threads of the single process.")
@@ -241,7 +268,11 @@ def main() -> None:
     config = recipe(args)
     data = combined_folder(datasets, args.out)
     periods = [int(p) for p in args.periods.split(",")]
-    chain_runs = [(f"{mode}, every {period}", mode, period, "equal") for period in periods for mode in ("fixed", "dynamic")]
+    averages = args.averages.split(",")
+    if not set(averages) <= set(AVERAGES):
+        raise SystemExit(f"error: --averages takes {' and/or '.join(AVERAGES)}, got {args.averages!r}")
+    chain_runs = [(f"{mode}, every {period}{AVERAGES[average]}", mode, period, average)
+                  for average in averages for period in periods for mode in args.modes.split(",")]
     if not args.no_weighted:
         chain_runs.append((f"dynamic, every {min(periods)}, weighted", "dynamic", min(periods), "batches"))
     classes, records = scan_labelled(datasets / "rsscn7")
@@ -255,7 +286,9 @@ def main() -> None:
         finished.put(run)
         return run
 
-    runs = [finished.get("single process") or probed(run_single(config, data, args))]
+    runs = [finished.get(SINGLE) or probed(run_single(config, data, args))]
+    for seed in [int(s) for s in args.single_seeds.split(",") if s.strip()]:
+        runs.append(finished.get(single_label(seed, args)) or probed(run_single(replace(config, seed=seed), data, args)))
     todo = [spec for spec in chain_runs if finished.get(spec[0]) is None]
     if todo:
         home = Path(tempfile.mkdtemp(prefix="litesrl-dhp-accuracy-"))  # its own cluster: one you run is left alone

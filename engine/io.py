@@ -75,17 +75,22 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
 
 class LineTail:
     """Follows a growing file: each ``poll`` returns the lines (bytes, newline removed) completed since the
-    last; a partial last line waits for its end, unless ``final`` (the writer is gone)."""
+    last; a partial last line waits for its end, unless ``final`` (the writer is gone). A file that shrank
+    was started over by its writer (a new run): it is read again from its start."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._offset = 0
         self._partial = b""
+        self.lines = 0
+        """Complete lines returned since the file's start (its line number of the last one)."""
 
     def poll(self, final: bool = False) -> list[bytes]:
         """New complete lines (none while the file does not exist yet)."""
         try:
             with open(self.path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size < self._offset:
+                    self._offset, self._partial, self.lines = 0, b"", 0
                 handle.seek(self._offset)
                 chunk = handle.read()
         except FileNotFoundError:
@@ -95,4 +100,5 @@ class LineTail:
         if final and self._partial:
             complete.append(self._partial)
             self._partial = b""
+        self.lines += len(complete)
         return complete

@@ -11,6 +11,7 @@ import typer
 from rich.rule import Rule
 
 from console.cli.common import console
+from engine.dhp.defaults import AVERAGE_EVERY
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +22,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, profile, run and evaluation.")] = Path("runs/demo"),
     nodes: Annotated[int, typer.Option(min=3, help="Emulated TX2-like boards.")] = 6,
     iterations: Annotated[int, typer.Option(min=1, help="DHP iterations (mini-batches) to train.")] = 60,
-    average_every: Annotated[int, typer.Option(min=0, help="Replica averaging period (the paper: 100).")] = 20,
+    average_every: Annotated[int, typer.Option(min=0, help="Replica averaging period (the paper: 100).")] = AVERAGE_EVERY,
 ) -> None:
     """Run profile -> partition -> dynamic training -> report -> evaluation, on an emulated cluster."""
     from console.cli.cluster import down as cluster_down

@@ -24,6 +24,7 @@ from rich.table import Table
 from console.cli.common import console, parse_duration, progress_bar
 from console.errors import ConsoleError
 from console.fleet.inventory import INVENTORY_ENV
+from engine.dhp.defaults import AVERAGE_EVERY, AVERAGE_WEIGHTING
 
 
 def register(app: typer.Typer) -> None:
@@ -45,9 +46,11 @@ def train(
     iterations: Annotated[int, typer.Option(min=1, help="Mini-batches to train (the cosine schedule "
                                                         "spans them; with --budget, the first plan).")] = 1000,
     average_every: Annotated[int, typer.Option(min=0, help="Average the replicas every K "
-                                                           "iterations (paper 100; 0: at the end).")] = 100,
-    average_weighting: Annotated[Literal["equal", "batches"], typer.Option(
-        help="Replica average: equal (the paper) or weighted by the mini-batches each replica trained.")] = "equal",
+                                                           "iterations (paper 100; 0: at the end).")] = AVERAGE_EVERY,
+    average_weighting: Annotated[Literal["equal", "batches", "sum"], typer.Option(
+        help="Replica average: sum (apply every replica's update: matches one machine's accuracy with a short "
+             "--average-every), equal (the paper's plain mean), or weighted by the mini-batches each replica "
+             "trained.")] = AVERAGE_WEIGHTING,
     data: Annotated[Path | None, typer.Option(help="Dataset folder on the nodes (default: each node's own).")] = None,
     profile: Annotated[str | None, typer.Option(help="Board profile (tx2, xavier-nx, orin) or "
                                                      "profile .json (default: the cluster's).")] = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from console.cluster.profiles import resolve_profile
 from console.cluster.session import ClusterSession, open_inventory, open_local
 from console.errors import ConsoleError
+from engine.dhp.defaults import AVERAGE_EVERY, AVERAGE_WEIGHTING
 
 EMULATED_BATCH = 4
 """Mini-batch of the small real workload emulated boards run (the profile sets the times)."""
@@ -32,9 +33,9 @@ class TrainJob:
     overlap: bool = True
     """Overlap communication with computation (``engine.dhp.settings.RunSettings.overlap``)."""
     iterations: int = 1000
-    average_every: int = 100
-    average_weighting: str = "equal"
-    """``equal`` (the paper's plain mean of the replicas) or ``batches`` (weighted by mini-batches trained)."""
+    average_every: int = AVERAGE_EVERY
+    average_weighting: str = AVERAGE_WEIGHTING
+    """One of ``engine.dhp.defaults.WEIGHTINGS``."""
     data: Path | None = None
     """Dataset folder on the nodes (default: each agent's own ``--data`` or the inventory's data_path)."""
     profile: str | None = None
@@ -123,7 +124,7 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
             session.description += "; real compute, steps not stretched to board times"
         check_profile_fits_model(profile, settings.model)
         job.out.mkdir(parents=True, exist_ok=True)
-        events = EventLog(events_path)
+        events = EventLog(events_path, fresh=not job.resume)
         stack.callback(events.close)
         if on_event is not None:
             events.subscribe(on_event)

@@ -22,6 +22,7 @@ from typing import Literal
 from console.errors import ConsoleError
 from console.process_id import ProcessId, stop_group
 from console.services.run_record import RECORD, RunRecord
+from engine.dhp.defaults import AVERAGE_EVERY
 from engine.dhp.events import Event, EventError, EventTail
 from engine.io import LineTail
 
@@ -46,7 +47,7 @@ class TrainRequest:
     """Next-hop policy of dynamic chains: the paper's first free node, or SWARM-style earliest finish."""
     iterations: int = 60
     """Mini-batches to train."""
-    average_every: int = 20
+    average_every: int = AVERAGE_EVERY
     """Average the replicas of each stage every this many iterations (paper: 100)."""
     profile: str | None = None
     """CWB profile: a profile file (measured on a board, or any) or a reference board name; None: the

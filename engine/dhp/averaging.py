@@ -11,6 +11,13 @@ averages each stage's copies and sends the result back to all of them.
   the weights further, and a replica that trained on none (an idle or just-rejoined node) no longer
   pulls the average back towards the previous state. ``litesrl train --average-weighting``
   chooses; ``benchmarks/dhp_accuracy.py`` measures both.
+* With ``summed``, learnt floating tensors instead become ``previous + sum(replica - previous)``: every
+  replica's update since the last average is applied, so each mini-batch a stage trained moves it as far
+  as it would on one machine. A plain mean of ``r`` replicas' updates moves a stage about ``1/r`` as far
+  per mini-batch (like a batch ``r`` times larger at the same learning rate), which
+  ``benchmarks/dhp_accuracy.py`` measured as lost accuracy. BN running statistics are estimates of the
+  data, not updates, and keep the mean. The sum is the first-order equivalent of the single machine's
+  sequence of steps only while the replicas stay close, so it wants a short period (``average_every``).
 * **Integer counters** (BN ``num_batches_tracked``) become ``previous + sum(replica - previous)``:
   every replica started from ``previous`` (the state sent at the last averaging), so this is the
   number of mini-batches the stage has seen, as single-machine training counts it. A mean or a sum
@@ -38,19 +45,23 @@ class AveragingError(EngineError):
 
 def average_states(
     states: Sequence[Mapping[str, torch.Tensor]], previous: Mapping[str, torch.Tensor],
-    weights: Sequence[float] | None = None,
+    weights: Sequence[float] | None = None, summed: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The averaged state of one stage from its replicas' ``states``.
 
     ``previous`` is the state every replica started from (the last average, or the initial
-    weights); it is used for integer counters only. ``weights`` (one per replica, >= 0) makes the
-    floating entries a weighted mean; all-zero weights fall back to the plain mean. Raises
+    weights); it is used for integer counters, and with ``summed`` for the learnt floating entries.
+    ``weights`` (one per replica, >= 0) makes the floating entries a weighted mean; all-zero weights
+    fall back to the plain mean. ``summed`` applies every replica's update instead (BN running
+    statistics keep the mean; ``weights`` must then be None). Raises
     AveragingError when keys, shapes or dtypes differ, naming the replica and the key.
     """
     if not states:
         raise AveragingError("no replica states to average")
     if weights is not None and (len(weights) != len(states) or any(w < 0 for w in weights)):
         raise AveragingError(f"need one weight >= 0 per replica ({len(states)}), got {list(weights)}")
+    if summed and weights is not None:
+        raise AveragingError("summed updates take no weights: every replica's update counts in full")
     share = None if weights is None or sum(weights) == 0 else [w / sum(weights) for w in weights]
     keys = list(states[0])
     _same_keys(keys, previous, "the previous state")
@@ -71,7 +82,10 @@ def average_states(
         if first.is_floating_point() or first.is_complex():
             wide = torch.promote_types(first.dtype, torch.float32)  # half precision would lose the sum
             stacked = torch.stack([v.to(wide) for v in values])
-            if share is None:
+            if summed and not is_statistic(key):
+                base = _previous(previous, key, first).to(wide)
+                averaged[key] = (base + (stacked - base).sum(dim=0)).to(first.dtype)
+            elif share is None:
                 averaged[key] = stacked.mean(dim=0).to(first.dtype)
             else:
                 shape = (len(values),) + (1,) * first.dim()
@@ -81,9 +95,7 @@ def average_states(
                 raise AveragingError(f"{key!r}: boolean tensors differ between replicas")
             averaged[key] = values[0].clone()
         else:
-            base = previous[key].detach().to(device=device, dtype=first.dtype)
-            if base.shape != first.shape:
-                raise AveragingError(f"{key!r}: the previous state has shape {tuple(base.shape)}, replicas {tuple(first.shape)}")
+            base = _previous(previous, key, first)
             averaged[key] = base + sum(v - base for v in values)
     return averaged
 
@@ -96,13 +108,25 @@ def divergence(states: Sequence[Mapping[str, torch.Tensor]]) -> float:
         return 0.0
     spread = norm = 0.0
     for key, first in states[0].items():
-        if not first.is_floating_point() or key.endswith(("running_mean", "running_var")):
+        if not first.is_floating_point() or is_statistic(key):
             continue
         stacked = torch.stack([state[key].detach().double() for state in states])
         mean = stacked.mean(dim=0)
         spread += float(((stacked - mean) ** 2).sum()) / len(states)
         norm += float((mean ** 2).sum())
     return (spread ** 0.5) / (norm ** 0.5) if norm > 0 else 0.0
+
+
+def is_statistic(key: str) -> bool:
+    """A BN running statistic: an estimate of the data rather than a learnt weight."""
+    return key.endswith(("running_mean", "running_var"))
+
+
+def _previous(previous: Mapping[str, torch.Tensor], key: str, first: torch.Tensor) -> torch.Tensor:
+    base = previous[key].detach().to(device=first.device, dtype=first.dtype)
+    if base.shape != first.shape:
+        raise AveragingError(f"{key!r}: the previous state has shape {tuple(base.shape)}, replicas {tuple(first.shape)}")
+    return base
 
 
 def _same_keys(keys: list[str], state: Mapping[str, torch.Tensor], who: str) -> None:

@@ -439,7 +439,7 @@ class Coordinator:
         try:
             self._previous, momentum, spread = await average_round(
                 replicas, self._previous, s.request_timeout, momentum=due,
-                batches=batches if s.average_weighting == "batches" else None)
+                batches=batches if s.average_weighting == "batches" else None, summed=s.average_weighting == "sum")
         except EngineError as exc:
             return str(exc)
         self._averaged_at = {n: t.iterations for n, t in self._tally.items()}

@@ -252,16 +252,14 @@ class EventTail:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lines = LineTail(self.path)
-        self._line = 0
 
     def poll(self) -> list[Event]:
-        """New complete events (none while the file does not exist yet); a partial line waits for its end."""
-        events = []
-        for raw in self._lines.poll():
-            self._line += 1
-            if raw.strip():
-                events.append(parse_line(raw.decode("utf-8"), f"{self.path}:{self._line}"))
-        return events
+        """New complete events (none while the file does not exist yet); a partial line waits for its end. A file
+        started over by a new run is read from its start again."""
+        raws = self._lines.poll()
+        first = self._lines.lines - len(raws) + 1
+        return [parse_line(raw.decode("utf-8"), f"{self.path}:{number}")
+                for number, raw in enumerate(raws, start=first) if raw.strip()]
 
 
 class EventLog:
@@ -271,12 +269,14 @@ class EventLog:
     raises is logged and does not stop the run or the other subscribers.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, fresh: bool = False) -> None:
+        """``fresh`` starts the file over (a new run: its events never follow those of an earlier, stopped run
+        in the same file); otherwise events are appended (a resumed run continues its file)."""
         self.path = Path(path) if path is not None else None
         self._file = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab", buffering=0)
+            self._file = open(self.path, "wb" if fresh else "ab", buffering=0)
         self._subscribers: list[Callable[[Event], None]] = []
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.dhp.batches import DataSettings
+from engine.dhp.defaults import AVERAGE_EVERY, AVERAGE_WEIGHTING, WEIGHTINGS
 from engine.dhp.policy import Policy
 from engine.dhp.schedule import MODES, POLICIES, Mode
 from engine.errors import ConfigError
 from engine.model import ModelConfig
 from engine.optim import OptimConfig
-
-WEIGHTINGS: tuple[str, ...] = ("equal", "batches")
-"""How the replicas of a stage are averaged (``RunSettings.average_weighting``)."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +33,12 @@ class RunSettings:
     overlap: bool = True
     """Overlap communication with computation (paper 3.3.2): a node takes its next chain while its gradient is on
     the wire, and a stage-1 node reads and augments its next mini-batch while it waits for its chain."""
-    average_every: int = 100
+    average_every: int = AVERAGE_EVERY
     """Average the replicas of each stage every this many iterations (paper: 100); 0: only at the end."""
-    average_weighting: str = "equal"
+    average_weighting: str = AVERAGE_WEIGHTING
     """``equal``: the replicas' plain mean (the paper); ``batches``: weighted by the mini-batches each trained
-    since the last average (``engine.dhp.averaging``)."""
+    since the last average; ``sum``: every replica's update since the last average is applied
+    (``engine.dhp.averaging``)."""
     seed: int = 0
     """Seeds the initial weights (one model, split into stages) and, through ``data``, the batches."""
     time_budget: float | None = None

@@ -49,14 +49,15 @@ async def push_schedule(channels: Sequence[NodeChannel], optim: OptimConfig, tim
 
 
 async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Sequence[State], timeout: float,
-                        momentum: bool = False, batches: Mapping[str, int] | None = None,
+                        momentum: bool = False, batches: Mapping[str, int] | None = None, summed: bool = False,
                         ) -> tuple[list[State], list[State], list[float]]:
     """Average each stage over its live replicas and give every replica the result.
 
     Returns the stage states; with ``momentum`` (for a checkpoint), each stage's SGD momentum
     averaged over its replicas (else empty dicts; the replicas keep their own momentum); and each
     stage's replica divergence before the average (``engine.dhp.averaging.divergence``). With
-    ``batches`` (node -> mini-batches trained since the last round) the average is weighted by them.
+    ``batches`` (node -> mini-batches trained since the last round) the average is weighted by them; with
+    ``summed`` every replica's update is applied instead (``engine.dhp.averaging.average_states``).
     ``previous`` is what each stage started from at the last round (used for BN counters,
     ``engine.dhp.averaging``). A stage with one replica is only read.
     """
@@ -70,7 +71,7 @@ async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Seque
         parts = [split_momentum(state) for _, state in states]
         weights = [w for w, _ in parts]
         shares = [batches.get(channel.name, 0) for channel, _ in states] if batches is not None else None
-        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s], shares))
+        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s], shares, summed))
         momenta.append(_mean([m for _, m in parts]))
         spread.append(divergence(weights))
     pushes = [push_state(channel, averaged[s], timeout)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from console.cluster.local import read_state
+from engine.dhp.events import read_events
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,8 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         assert "error: a local cluster of 3 node(s) is already up; run `litesrl cluster down` first" in again.stderr
 
         run = litesrl("train", "--cluster", "local", "--mode", "dynamic", "--iterations", "6", "--average-every", "3",
-                      "--partitions", "2", "--emulate-time", "--out", str(tmp_path / "run"), "--json")
+                      "--average-weighting", "sum", "--partitions", "2", "--emulate-time", "--out", str(tmp_path / "run"),
+                      "--json")
         assert run.returncode == 0, run.stderr
         report = json.loads(run.stdout)
         assert report["iterations"] == 6 and report["reason"] is None
@@ -105,11 +107,17 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         shown = litesrl("train", "--cluster", "local", "--iterations", "2", "--partitions", "2", "--out", str(tmp_path / "run"))
         assert shown.returncode == 1 and "already holds a run; add --resume" in shown.stderr
 
-        # The operator's own cut (e.g. a faster candidate than the best-E one) instead of CWB's choice.
+        # The operator's own cut (e.g. a faster candidate than the best-E one) instead of CWB's choice; in the folder
+        # of a run that was stopped before its first checkpoint, whose events the new run must not carry on.
+        stale = tmp_path / "chosen" / "events.jsonl"
+        stale.parent.mkdir()
+        stale.write_bytes((tmp_path / "run" / "events.jsonl").read_bytes())
         chosen = litesrl("train", "--cluster", "local", "--mode", "fixed", "--iterations", "2", "--cut-after", "layer1_0",
                          "--out", str(tmp_path / "chosen"), "--json")
         assert chosen.returncode == 0, chosen.stderr
         assert json.loads(chosen.stdout)["plan"]["cut_after"] == ["layer1_0"]
+        started = [e for e in read_events(stale) if e.TYPE == "run_started"]
+        assert len(started) == 1 and started[0].mode == "fixed"
         unknown = litesrl("train", "--cluster", "local", "--iterations", "2", "--cut-after", "layer9_9", "--out",
                           str(tmp_path / "x"))
         assert unknown.returncode == 1

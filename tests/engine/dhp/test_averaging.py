@@ -114,3 +114,41 @@ def test_divergence_is_the_relative_spread_of_the_replicas():
     # mean (2, 0), each replica 1 away: sqrt((1 + 1) / 2) / 2; BN statistics and integers do not count
     assert divergence([a, b]) == pytest.approx(0.5)
     assert divergence([a, a]) == 0.0 and divergence([a]) == 0.0
+
+
+def test_summed_updates_move_a_stage_as_far_as_one_machine():
+    """Replicas that each took steps on their own batches, summed, land where one machine taking all those steps
+    lands when the gradient does not depend on the weights (a linear loss); the plain mean gets only halfway."""
+    torch.manual_seed(0)
+    start = {k: v.clone() for k, v in nn.Linear(8, 3).state_dict().items()}
+    generator = torch.Generator().manual_seed(1)
+    batches = [torch.randn(4, 8, generator=generator) for _ in range(5)]
+
+    def steps(state, inputs):
+        model = nn.Linear(8, 3)
+        model.load_state_dict(state)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x in inputs:
+            optimizer.zero_grad()
+            model(x).sum().backward()  # linear in the weight and the bias
+            optimizer.step()
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    sequential = steps(start, batches)
+    replicas = [steps(start, batches[:2]), steps(start, batches[2:])]  # uneven shares: 2 and 3 batches
+    summed = average_states(replicas, start, summed=True)
+    mean = average_states(replicas, start)
+    for key in start:
+        torch.testing.assert_close(summed[key], sequential[key], msg=key)
+        torch.testing.assert_close(mean[key] - start[key], (sequential[key] - start[key]) / 2, msg=key)
+    idle = average_states([replicas[0], start], start, summed=True)  # a replica that trained on nothing adds nothing
+    for key in start:
+        torch.testing.assert_close(idle[key], replicas[0][key], msg=key)
+    # BN running statistics are estimates of the data: they stay a mean; learnt weights add up their updates
+    stats = {"bn.running_mean": torch.tensor([2.0]), "w": torch.tensor([1.0]), "bn.num_batches_tracked": torch.tensor(7)}
+    other = {"bn.running_mean": torch.tensor([4.0]), "w": torch.tensor([3.0]), "bn.num_batches_tracked": torch.tensor(9)}
+    before = {"bn.running_mean": torch.zeros(1), "w": torch.zeros(1), "bn.num_batches_tracked": torch.tensor(5)}
+    both = average_states([stats, other], before, summed=True)
+    assert both["bn.running_mean"].item() == 3.0 and both["w"].item() == 4.0 and both["bn.num_batches_tracked"].item() == 11
+    with pytest.raises(AveragingError, match="summed updates take no weights"):
+        average_states(replicas, start, [1, 2], summed=True)

@@ -135,3 +135,21 @@ def test_tail_returns_only_complete_new_lines(tmp_path):
     with pytest.raises(EventError, match="events.jsonl:4: unknown event type"):
         tail.poll()
     log.close()
+
+
+def test_a_fresh_log_starts_the_file_over_and_a_tail_follows(tmp_path):
+    """A new run in the folder of a stopped one (no checkpoint, so not resumed) must not carry its events on."""
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    with EventLog(path) as log:
+        for event in EXAMPLES[:5]:
+            log.emit(event)
+    assert tail.poll() == EXAMPLES[:5]
+    with EventLog(path, fresh=True) as log:
+        log.emit(EXAMPLES[5])
+        assert read_events(path) == [EXAMPLES[5]]
+        assert tail.poll() == [EXAMPLES[5]]  # the shorter file is read from its start again
+        with open(path, "a") as handle:
+            handle.write('{"type":"bogus","t":0}\n')
+        with pytest.raises(EventError, match="events.jsonl:2: unknown event type"):  # numbered in the new file
+            tail.poll()
