@@ -185,9 +185,10 @@ def mean_std(accs: list[float]) -> str:
     return f"{100 * statistics.mean(accs):.1f} ± {100 * (statistics.stdev(accs) if len(accs) > 1 else 0.0):.1f}"
 
 
-def report(runs: list[dict], random_accs: list[float], args: argparse.Namespace, load: float, png: Path) -> str:
+def report(runs: list[dict], random_accs: list[float], args: argparse.Namespace, load: float | None, png: Path) -> str:
     single = next(r for r in runs if r["label"] == SINGLE)
-    lines = [f"- load average before the run: {load:.2f}; six emulated nodes (`litesrl cluster up`, one torch thread "
+    when = "runs trained by earlier commands" if load is None else f"load average before the run: {load:.2f}"
+    lines = [f"- {when}; six emulated nodes (`litesrl cluster up`, one torch thread "
              f"each, real compute, no time stretching) and the single process ({args.threads} threads) on this machine",
              f"- recipe: ResNet-18, {args.steps} mini-batches of {args.batch_size}, {args.image_size} px views from "
              f"{args.load_size} px images, base lr {args.lr}, warm-up {args.warmup_steps}, seed {args.seed}; data "
@@ -250,6 +251,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-dhp-accuracy")
     parser.add_argument("--smoke", action="store_true", help="A toy-size run proving the pipeline: not a result, never written.")
     parser.add_argument("--no-write", action="store_true", help="Print the table without touching BENCHMARKS.md.")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Train nothing: report the runs finished so far (the missing ones are named).")
     parser.add_argument("--fresh", action="store_true", help="Forget the finished runs of an earlier, stopped command.")
     args = parser.parse_args()
     if args.smoke:
@@ -286,10 +289,19 @@ def main() -> None:
         finished.put(run)
         return run
 
-    runs = [finished.get(SINGLE) or probed(run_single(config, data, args))]
-    for seed in [int(s) for s in args.single_seeds.split(",") if s.strip()]:
-        runs.append(finished.get(single_label(seed, args)) or probed(run_single(replace(config, seed=seed), data, args)))
-    todo = [spec for spec in chain_runs if finished.get(spec[0]) is None]
+    seeds = [int(s) for s in args.single_seeds.split(",") if s.strip()]
+    labels = [SINGLE] + [single_label(seed, args) for seed in seeds] + [spec[0] for spec in chain_runs]
+    if args.report_only:
+        missing = [label for label in labels if finished.get(label) is None]
+        if SINGLE in missing:
+            raise SystemExit(f"error: nothing to report: the single process has not finished under {args.out}")
+        todo = []
+    else:
+        missing = []
+        finished.get(SINGLE) or probed(run_single(config, data, args))
+        for seed in seeds:
+            finished.get(single_label(seed, args)) or probed(run_single(replace(config, seed=seed), data, args))
+        todo = [spec for spec in chain_runs if finished.get(spec[0]) is None]
     if todo:
         home = Path(tempfile.mkdtemp(prefix="litesrl-dhp-accuracy-"))  # its own cluster: one you run is left alone
         os.environ["XDG_STATE_HOME"], os.environ["XDG_CONFIG_HOME"] = str(home / "state"), str(home / "config")
@@ -300,7 +312,7 @@ def main() -> None:
                 probed(run_chains(label, mode, period, weighting, config, args))
         finally:
             local.down()
-    runs += [finished.get(spec[0]) for spec in chain_runs]
+    runs = [run for run in map(finished.get, labels) if run is not None]
     random_run = finished.get("random init")
     if random_run is None:
         random_run = {"label": "random init", "accs": probe(labelled, None, args)}
@@ -310,7 +322,10 @@ def main() -> None:
     plot(runs, png)
     (args.out / "results.json").write_text(json.dumps({"runs": runs, "random_init": random_accs, "smoke": args.smoke},
                                                       indent=2) + "\n")
-    body = report(runs, random_accs, args, load, png)
+    body = report(runs, random_accs, args, None if args.report_only else load, png)
+    if missing:
+        body = (f"**Partial**: {len(missing)} run(s) not finished yet: {'; '.join(missing)} (the same command resumes "
+                f"after the finished ones).\n\n" + body)
     if args.smoke:
         print("SMOKE RUN (--smoke): a toy size that proves the pipeline; these figures are not a result and are not "
               "written to BENCHMARKS.md.\n")
