@@ -22,9 +22,10 @@ averages each stage's copies and sends the result back to all of them.
   every replica started from ``previous`` (the state sent at the last averaging), so this is the
   number of mini-batches the stage has seen, as single-machine training counts it. A mean or a sum
   would be wrong (a sum multiplies the count by ``r`` at every round; a mean divides the new
-  batches by ``r``). A replica that rejoined from a copy of a live one after the last averaging
-  counts that one's batches since then twice; BN reads the counter only with ``momentum=None``,
-  which Lite-SRL does not use, so this affects the reported count only.
+  batches by ``r``).
+* A replica that rejoined after the last average started from a copy of a live one, not from
+  ``previous``: its ``bases`` entry is that copy, so that each update (the donor's before the copy,
+  the rejoined node's after it) is counted once in sums and counters.
 * **Boolean tensors** must agree.
 
 Every result keeps its tensor's dtype; results live on the device of the first replica's tensor.
@@ -46,6 +47,7 @@ class AveragingError(EngineError):
 def average_states(
     states: Sequence[Mapping[str, torch.Tensor]], previous: Mapping[str, torch.Tensor],
     weights: Sequence[float] | None = None, summed: bool = False,
+    bases: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The averaged state of one stage from its replicas' ``states``.
 
@@ -53,7 +55,8 @@ def average_states(
     weights); it is used for integer counters, and with ``summed`` for the learnt floating entries.
     ``weights`` (one per replica, >= 0) makes the floating entries a weighted mean; all-zero weights
     fall back to the plain mean. ``summed`` applies every replica's update instead (BN running
-    statistics keep the mean; ``weights`` must then be None). Raises
+    statistics keep the mean; ``weights`` must then be None). ``bases`` (one per replica, None for
+    ``previous``) is where each replica started since the last average. Raises
     AveragingError when keys, shapes or dtypes differ, naming the replica and the key.
     """
     if not states:
@@ -62,9 +65,15 @@ def average_states(
         raise AveragingError(f"need one weight >= 0 per replica ({len(states)}), got {list(weights)}")
     if summed and weights is not None:
         raise AveragingError("summed updates take no weights: every replica's update counts in full")
+    if bases is not None and len(bases) != len(states):
+        raise AveragingError(f"need one base per replica ({len(states)}), got {len(bases)}")
     share = None if weights is None or sum(weights) == 0 else [w / sum(weights) for w in weights]
     keys = list(states[0])
     _same_keys(keys, previous, "the previous state")
+    starts = [previous if base is None else base for base in (bases or [None] * len(states))]
+    for index, start in enumerate(starts):
+        if start is not previous:
+            _same_keys(keys, start, f"the base of replica {index}")
     for index, state in enumerate(states[1:], start=1):
         _same_keys(keys, state, f"replica {index}")
     averaged = {}
@@ -84,7 +93,9 @@ def average_states(
             stacked = torch.stack([v.to(wide) for v in values])
             if summed and not is_statistic(key):
                 base = _previous(previous, key, first).to(wide)
-                averaged[key] = (base + (stacked - base).sum(dim=0)).to(first.dtype)
+                begun = base if all(start is previous for start in starts) else torch.stack(
+                    [_previous(start, key, first).to(wide) for start in starts])
+                averaged[key] = (base + (stacked - begun).sum(dim=0)).to(first.dtype)
             elif share is None:
                 averaged[key] = stacked.mean(dim=0).to(first.dtype)
             else:
@@ -96,7 +107,7 @@ def average_states(
             averaged[key] = values[0].clone()
         else:
             base = _previous(previous, key, first)
-            averaged[key] = base + sum(v - base for v in values)
+            averaged[key] = base + sum(v - _previous(start, key, first) for v, start in zip(values, starts))
     return averaged
 
 

@@ -232,6 +232,8 @@ class Coordinator:
         self._replan: int | None = None
         self._averaged_at: dict[str, int] = {}
         """Each node's completed iterations at the last averaging (what the weighted average counts from)."""
+        self.rejoined_from: dict[str, dict[str, torch.Tensor]] = {}
+        """The live replica's state each node that rejoined since the last averaging started from."""
         self._next_checkpoint = first + s.checkpoint_every if s.checkpoint_every else s.iterations
         for channel in self.channels.values():  # spares too: an agent closes a link silent for 5 minutes
             channel.start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
@@ -439,9 +441,12 @@ class Coordinator:
         try:
             self._previous, momentum, spread = await average_round(
                 replicas, self._previous, s.request_timeout, momentum=due,
-                batches=batches if s.average_weighting == "batches" else None, summed=s.average_weighting == "sum")
+                batches=batches if s.average_weighting == "batches" else None, summed=s.average_weighting == "sum",
+                bases=self.rejoined_from)
         except EngineError as exc:
             return str(exc)
+        members = {n for nodes in sched.stages for n in nodes}
+        self.rejoined_from = {n: state for n, state in self.rejoined_from.items() if n not in members}
         self._averaged_at = {n: t.iterations for n, t in self._tally.items()}
         if averaging:
             self._emit(Averaging, phase="done", iteration=step, ms=(time.monotonic() - began) * 1000,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from engine.dhp.assign import assign, assign_header
 from engine.dhp.events import ChainAborted, NodeJoined, NodeLost, NodeState
 from engine.dhp.protocol import LinkError, Message, Op
+from engine.dhp.stage import split_momentum
 from engine.dhp.sync import fetch_state
 from engine.errors import EngineError
 
@@ -121,6 +122,7 @@ class FaultHandler:
             await old.close()
             channel.start_heartbeat(s.heartbeat_interval, s.heartbeat_timeout)
             self.run._rejoins.pop(node, None)
+            self.run.rejoined_from[node] = split_momentum(state)[0]
             self.run._queue.put_nowait(("joined", node, stage))
             return
 

@@ -50,7 +50,7 @@ async def push_schedule(channels: Sequence[NodeChannel], optim: OptimConfig, tim
 
 async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Sequence[State], timeout: float,
                         momentum: bool = False, batches: Mapping[str, int] | None = None, summed: bool = False,
-                        ) -> tuple[list[State], list[State], list[float]]:
+                        bases: Mapping[str, State] | None = None) -> tuple[list[State], list[State], list[float]]:
     """Average each stage over its live replicas and give every replica the result.
 
     Returns the stage states; with ``momentum`` (for a checkpoint), each stage's SGD momentum
@@ -58,6 +58,7 @@ async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Seque
     stage's replica divergence before the average (``engine.dhp.averaging.divergence``). With
     ``batches`` (node -> mini-batches trained since the last round) the average is weighted by them; with
     ``summed`` every replica's update is applied instead (``engine.dhp.averaging.average_states``).
+    ``bases`` (node -> state) names where a node that rejoined since the last round started from.
     ``previous`` is what each stage started from at the last round (used for BN counters,
     ``engine.dhp.averaging``). A stage with one replica is only read.
     """
@@ -71,7 +72,8 @@ async def average_round(stages: Sequence[Sequence[NodeChannel]], previous: Seque
         parts = [split_momentum(state) for _, state in states]
         weights = [w for w, _ in parts]
         shares = [batches.get(channel.name, 0) for channel, _ in states] if batches is not None else None
-        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s], shares, summed))
+        starts = [(bases or {}).get(channel.name) for channel, _ in states]
+        averaged.append(weights[0] if len(weights) == 1 else average_states(weights, previous[s], shares, summed, starts))
         momenta.append(_mean([m for _, m in parts]))
         spread.append(divergence(weights))
     pushes = [push_state(channel, averaged[s], timeout)

@@ -152,3 +152,18 @@ def test_summed_updates_move_a_stage_as_far_as_one_machine():
     assert both["bn.running_mean"].item() == 3.0 and both["w"].item() == 4.0 and both["bn.num_batches_tracked"].item() == 11
     with pytest.raises(AveragingError, match="summed updates take no weights"):
         average_states(replicas, start, [1, 2], summed=True)
+
+
+def test_a_rejoined_replica_counts_only_its_own_updates():
+    """A node that rejoined mid-period from a copy of a live replica: the donor's updates before the copy are in
+    both states, and must be counted once (summed weights and BN counters alike)."""
+    previous = {"w": torch.zeros(2), "bn.num_batches_tracked": torch.tensor(100)}
+    copy = {"w": torch.tensor([1.0, 0.0]), "bn.num_batches_tracked": torch.tensor(103)}  # donor after 3 batches
+    donor = {"w": torch.tensor([3.0, 0.0]), "bn.num_batches_tracked": torch.tensor(106)}  # 3 more since the copy
+    rejoined = {"w": torch.tensor([1.0, 5.0]), "bn.num_batches_tracked": torch.tensor(104)}  # 1 of its own
+    summed = average_states([donor, rejoined], previous, summed=True, bases=[None, copy])
+    assert summed["w"].tolist() == [3.0, 5.0] and summed["bn.num_batches_tracked"].item() == 107
+    naive = average_states([donor, rejoined], previous, summed=True)
+    assert naive["w"].tolist() == [4.0, 5.0] and naive["bn.num_batches_tracked"].item() == 110  # the copy twice
+    with pytest.raises(AveragingError, match="one base per replica"):
+        average_states([donor, rejoined], previous, bases=[None])
