@@ -298,9 +298,9 @@ def main() -> None:
         todo = []
     else:
         missing = []
-        finished.get(SINGLE) or probed(run_single(config, data, args))
-        for seed in seeds:
-            finished.get(single_label(seed, args)) or probed(run_single(replace(config, seed=seed), data, args))
+        for seed in [args.seed, *seeds]:
+            if finished.get(single_label(seed, args)) is None:
+                probed(run_single(replace(config, seed=seed), data, args))
         todo = [spec for spec in chain_runs if finished.get(spec[0]) is None]
     if todo:
         home = Path(tempfile.mkdtemp(prefix="litesrl-dhp-accuracy-"))  # its own cluster: one you run is left alone

@@ -92,9 +92,9 @@ def average_states(
             wide = torch.promote_types(first.dtype, torch.float32)  # half precision would lose the sum
             stacked = torch.stack([v.to(wide) for v in values])
             if summed and not is_statistic(key):
-                base = _previous(previous, key, first).to(wide)
+                base = _entry(previous, key, first).to(wide)
                 begun = base if all(start is previous for start in starts) else torch.stack(
-                    [_previous(start, key, first).to(wide) for start in starts])
+                    [_entry(start, key, first).to(wide) for start in starts])
                 averaged[key] = (base + (stacked - begun).sum(dim=0)).to(first.dtype)
             elif share is None:
                 averaged[key] = stacked.mean(dim=0).to(first.dtype)
@@ -106,8 +106,8 @@ def average_states(
                 raise AveragingError(f"{key!r}: boolean tensors differ between replicas")
             averaged[key] = values[0].clone()
         else:
-            base = _previous(previous, key, first)
-            averaged[key] = base + sum(v - _previous(start, key, first) for v, start in zip(values, starts))
+            base = _entry(previous, key, first)
+            averaged[key] = base + sum(v - _entry(start, key, first) for v, start in zip(values, starts))
     return averaged
 
 
@@ -133,10 +133,11 @@ def is_statistic(key: str) -> bool:
     return key.endswith(("running_mean", "running_var"))
 
 
-def _previous(previous: Mapping[str, torch.Tensor], key: str, first: torch.Tensor) -> torch.Tensor:
-    base = previous[key].detach().to(device=first.device, dtype=first.dtype)
+def _entry(state: Mapping[str, torch.Tensor], key: str, first: torch.Tensor) -> torch.Tensor:
+    """``state[key]`` on the replicas' device and dtype; AveragingError if its shape differs."""
+    base = state[key].detach().to(device=first.device, dtype=first.dtype)
     if base.shape != first.shape:
-        raise AveragingError(f"{key!r}: the previous state has shape {tuple(base.shape)}, replicas {tuple(first.shape)}")
+        raise AveragingError(f"{key!r}: a starting state has shape {tuple(base.shape)}, replicas {tuple(first.shape)}")
     return base
 
 
