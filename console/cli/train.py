@@ -8,6 +8,7 @@ iteration count, then the total time and the time per iteration.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import math
 import os
@@ -130,15 +131,21 @@ def train(
         memory_accounting=memory_accounting, replicas=counts,
     )
     live = _Live(iterations, quiet=as_json)
+
+    def report(outcome) -> None:  # as soon as the run ends: closing the links may still hang after it
+        live.stop()
+        numbers = _report(outcome)
+        if as_json:
+            sys.stdout.write(json.dumps(numbers, indent=2) + "\n")
+        else:
+            console.print(_table(outcome, numbers))
+            console.print(_summary(numbers))
+        sys.stdout.flush()
+
     with live:
-        outcome = asyncio.run(run_training(job, on_plan=live.show_plan, on_event=live.event, on_start=live.started))
+        outcome = asyncio.run(run_training(job, on_plan=live.show_plan, on_event=live.event, on_start=live.started,
+                                           on_result=report))
     result = outcome.result
-    report = _report(outcome)
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    else:
-        console.print(_table(outcome, report))
-        console.print(_summary(report))
     if result.reason:
         raise ConsoleError(f"the run stopped after {result.step} iterations: {result.reason}")
 
@@ -178,9 +185,16 @@ _watchdog: threading.Timer | None = None
 def exit_if_stuck(code: int, grace: float = FINISH_GRACE) -> None:
     """Arm a daemon timer that ends the process with ``code`` if it is still alive ``grace`` s from now."""
     global _watchdog
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
 
     def give_up() -> None:
-        sys.stderr.write(f"litesrl train: still closing {grace:g} s after the run finished; exiting\n")
+        sys.stderr.write(f"litesrl train: still closing {grace:g} s after the run finished; exiting. "
+                         "Where each thread and task was (please attach to a bug report):\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        _print_tasks(loop)
         sys.stderr.flush()
         os._exit(code)
 
@@ -188,6 +202,24 @@ def exit_if_stuck(code: int, grace: float = FINISH_GRACE) -> None:
     _watchdog = threading.Timer(grace, give_up)
     _watchdog.daemon = True
     _watchdog.start()
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop | None) -> None:
+    """The stack of every task still on ``loop`` (what a hung close awaits: the threads show only the loop's wait)."""
+    if loop is None:
+        return
+    try:  # read from another thread just before the process ends: a set changing under us is tolerated
+        tasks = list(asyncio.all_tasks(loop))
+    except RuntimeError:
+        return
+    for task in tasks:
+        sys.stderr.write(f"{task!r} awaits (outermost first):\n")
+        awaited = task.get_coro()
+        while awaited is not None:  # the whole await chain (Task.print_stack shows only its first frame)
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                sys.stderr.write(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}\n')
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
 
 
 def disarm_exit_watchdog() -> None:
@@ -217,8 +249,13 @@ class _Live:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the live bar (idempotent): the report goes below it."""
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(None, None, None)
+            self._bar, self._progress = None, None
 
     def show_plan(self, plan, session) -> None:
         if self.quiet:

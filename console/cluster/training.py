@@ -91,8 +91,10 @@ class TrainOutcome:
 
 
 async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_event: Callable | None = None,
-                       on_start: Callable | None = None) -> TrainOutcome:
-    """Train ``job``; ``on_plan(plan, session)`` before assigning, ``on_event(event)`` live, ``on_start(coordinator)``."""
+                       on_start: Callable | None = None, on_result: Callable | None = None) -> TrainOutcome:
+    """Train ``job``; ``on_plan(plan, session)`` before assigning, ``on_event(event)`` live, ``on_start(coordinator)``,
+    and ``on_result(outcome)`` as soon as the run ends, before the links close (a report cannot be lost to a close
+    that hangs)."""
     from engine.cwb.profile_format import load_profile
     from engine.cwb.transfer import Network
     from engine.cwb.units import parse_bandwidth, parse_duration_ms
@@ -144,7 +146,10 @@ async def run_training(job: TrainJob, *, on_plan: Callable | None = None, on_eve
         if on_start is not None:
             on_start(coordinator)
         result = await coordinator.run(plan, profile, resume=job.resume)
-    return TrainOutcome(plan, result, session.time_scale, session.description, events_path)
+        outcome = TrainOutcome(plan, result, session.time_scale, session.description, events_path)
+        if on_result is not None:
+            on_result(outcome)
+    return outcome
 
 
 def planning_budget(reported: int, inventory: int | None, info: dict) -> int:

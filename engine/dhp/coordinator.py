@@ -109,6 +109,8 @@ class _Flight:
     """Members whose BACKWARD_DONE has been applied."""
     early: dict[str, Message] = field(default_factory=dict)
     """BACKWARD_DONE reports that arrived before a later stage's (applied once it has been)."""
+    data_ms: float = 0.0
+    """Stage 1's wait for the mini-batch (from its BACKWARD_DONE timing)."""
 
 
 class Coordinator:
@@ -389,6 +391,8 @@ class Coordinator:
         freed = self._sched.backward_done(chain, node)
         flight = self._flight[chain]
         flight.reported.add(node)
+        if self._stage_of.get(node) == 0:
+            flight.data_ms = float(timing.get("data_ms", 0.0))
         if message.header.get("loss") is not None:
             flight.loss = float(message.header["loss"])
         self._sched.record_time(node, ms)
@@ -407,7 +411,8 @@ class Coordinator:
         self._last_loss = flight.loss
         for member in done.nodes:
             self._tally[member].iterations += 1
-        self._emit(ChainDone, chain=done.chain, batch=done.batch, nodes=done.nodes, loss=flight.loss, ms=ms)
+        self._emit(ChainDone, chain=done.chain, batch=done.batch, nodes=done.nodes, loss=flight.loss, ms=ms,
+                   data_ms=flight.data_ms)
         self._emit(Iteration, iteration=done.iteration, batch=done.batch, loss=flight.loss, ms=ms, nodes=done.nodes)
         if self._budget is not None and self._replan is None:
             elapsed = self._elapsed0 + time.monotonic() - self._t0

@@ -97,6 +97,8 @@ class ChainDone(_Event):
     loss: float
     ms: float
     """Wall time from START to the stage-0 backward done."""
+    data_ms: float = 0.0
+    """How long stage 1 waited for the chain's mini-batch after START (near 0 when it was built ahead: overlap)."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,29 @@ def litesrl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
+HANGING_CLOSE = """
+import asyncio, sys
+import console.cli.train
+from engine.dhp.coordinator import Coordinator
+
+async def hang(self):
+    await asyncio.sleep(3600)
+
+Coordinator.close = hang
+console.cli.train.exit_if_stuck.__defaults__ = (2.0,)
+sys.argv = ["litesrl", *sys.argv[1:]]
+from console.cli.main import main
+main()
+"""
+"""``litesrl`` whose coordinator never finishes closing its links, and whose watchdog waits 2 s."""
+
+
+def _report(result: subprocess.CompletedProcess) -> dict:
+    """The JSON a command printed; a failure shows its exit status and stderr, not a decoder's complaint."""
+    assert result.returncode == 0 and result.stdout.strip(), f"exit {result.returncode}, stderr:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
 def _gone(pids: list[int], within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -74,8 +97,7 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         run = litesrl("train", "--cluster", "local", "--mode", "dynamic", "--iterations", "6", "--average-every", "3",
                       "--average-weighting", "sum", "--partitions", "2", "--emulate-time", "--out", str(tmp_path / "run"),
                       "--json")
-        assert run.returncode == 0, run.stderr
-        report = json.loads(run.stdout)
+        report = _report(run)
         assert report["iterations"] == 6 and report["reason"] is None
         assert [len(nodes) for nodes in report["plan"]["stages"]] in ([2, 1], [1, 2])
         assert sum(node["iterations"] for node in report["per_node"].values() if node["stage"] == 0) == 6
@@ -87,8 +109,7 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         real = litesrl("train", "--cluster", "local", "--mode", "fixed", "--iterations", "100", "--partitions", "2",
                        "--warmup-steps", "1", "--budget", "1ms", "--rotation", "any", "--crop-scale", "0.5",
                        "--load-size", "40", "--average-weighting", "batches", "--out", str(tmp_path / "real"), "--json")
-        assert real.returncode == 0, real.stderr
-        report = json.loads(real.stdout)
+        report = _report(real)
         assert report["iterations"] == 7 and report["time_scale"] is None and "real compute" in report["cluster"]
         stored = torch.load(report["checkpoint"], weights_only=True)
         assert stored["pretrain_config"]["steps"] == 7 and stored["pretrain_config"]["warmup_steps"] == 1
@@ -114,10 +135,16 @@ def test_up_train_status_down_leaves_nothing_running(tmp_path):
         stale.write_bytes((tmp_path / "run" / "events.jsonl").read_bytes())
         chosen = litesrl("train", "--cluster", "local", "--mode", "fixed", "--iterations", "2", "--cut-after", "layer1_0",
                          "--out", str(tmp_path / "chosen"), "--json")
-        assert chosen.returncode == 0, chosen.stderr
-        assert json.loads(chosen.stdout)["plan"]["cut_after"] == ["layer1_0"]
+        assert _report(chosen)["plan"]["cut_after"] == ["layer1_0"]
         started = [e for e in read_events(stale) if e.TYPE == "run_started"]
         assert len(started) == 1 and started[0].mode == "fixed"
+        # A finished run's report is out before the links close: a close that hangs cannot lose it, and the
+        # watchdog ends the process with the run's status and every thread's stack.
+        hung = subprocess.run([sys.executable, "-c", HANGING_CLOSE, "train", "--cluster", "local", "--iterations", "2",
+                               "--emulate-time", "--out", str(tmp_path / "hung"), "--json"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+        assert _report(hung)["iterations"] == 2
+        assert "still closing 2 s after the run finished; exiting" in hung.stderr and ", in hang" in hung.stderr
         unknown = litesrl("train", "--cluster", "local", "--iterations", "2", "--cut-after", "layer9_9", "--out",
                           str(tmp_path / "x"))
         assert unknown.returncode == 1

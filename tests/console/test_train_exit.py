@@ -55,3 +55,21 @@ def test_a_command_that_goes_on_after_train_disarms_the_exit_timer():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             cwd=REPO, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "went on", result.stderr
+
+
+def test_the_watchdog_shows_what_the_loop_still_awaits():
+    script = (
+        "import asyncio\n"
+        "from console.cli.train import exit_if_stuck\n"
+        "async def never_closes():\n"
+        "    await asyncio.sleep(3600)\n"
+        "async def main():\n"
+        "    exit_if_stuck(4, grace=0.5)\n"
+        "    await never_closes()\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=REPO, check=False)
+    assert result.returncode == 4
+    assert "most recent call first" in result.stderr  # every thread's stack
+    assert "in never_closes" in result.stderr  # and the task's, where the hang really is

@@ -33,7 +33,8 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-async def _chain_seconds(agents, tmp_path, overlap: bool) -> tuple[list[float], list[int]]:
+async def _chains(agents, tmp_path, overlap: bool) -> tuple[list[float], list[float], list[int]]:
+    """Each chain's wall seconds and stage 1's wait for its batch (s), and the batches trained in order."""
     run = settings(6, None, mode="fixed", average_every=0, emulate=True, overlap=overlap)
     events = tmp_path / f"events-{overlap}.jsonl"
     coordinator = await coordinator_for(agents, run, events)
@@ -42,14 +43,19 @@ async def _chain_seconds(agents, tmp_path, overlap: bool) -> tuple[list[float], 
     finally:
         await coordinator.close()
     assert result.reason is None
-    return [e.ms / 1000 for e in read_events(events) if e.TYPE == "chain_done"], iteration_batches(events)
+    done = [e for e in read_events(events) if e.TYPE == "chain_done"]
+    return [e.ms / 1000 for e in done], [e.data_ms / 1000 for e in done], iteration_batches(events)
 
 
 async def test_the_next_batch_is_built_while_the_chain_runs(three, tmp_path):
-    plain, plain_batches = await _chain_seconds(three, tmp_path, overlap=False)
-    ahead, ahead_batches = await _chain_seconds(three, tmp_path, overlap=True)
+    plain, plain_wait, plain_batches = await _chains(three, tmp_path, overlap=False)
+    ahead, ahead_wait, ahead_batches = await _chains(three, tmp_path, overlap=True)
     assert plain_batches == ahead_batches == list(range(6))
-    # Without overlap every chain includes building its batch (0.3 s); with it only the first does.
-    saved = statistics.median(plain[1:]) - statistics.median(ahead[1:])
-    assert saved > 0.15, f"chains took {plain} s without overlap, {ahead} s with it"
-    assert ahead[0] > statistics.median(ahead[1:]) + 0.15
+    shown = f"chains took {plain} s (batch waits {plain_wait}) without overlap, {ahead} s (waits {ahead_wait}) with it"
+    # Without overlap every chain waits for its batch to be built (paced to 0.3 s: a load can only lengthen it);
+    # with it only the first does, the others' batches were built while the chain before ran (>= 0.6 s).
+    assert min(plain_wait) >= 0.29 and ahead_wait[0] >= 0.29, shown
+    assert statistics.median(ahead_wait[1:]) < 0.1, shown
+    # What the wait costs shows in the chains' wall time when the machine is quiet; under load the compute
+    # stretches past the emulated times and hides it, so only a tenth of the 0.3 s is asked for here.
+    assert statistics.median(plain[1:]) - statistics.median(ahead[1:]) > 0.03, shown
