@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from engine.deadline import within
 from nodes.errors import TelemetryError
 from nodes.telemetry.choose import open_best_source
 from nodes.telemetry.sample import Sample
@@ -36,7 +37,7 @@ class LatestSample:
                 self._task = asyncio.get_running_loop().create_task(self._read(choice.source))
         if self._latest is None:
             try:
-                await asyncio.wait_for(self._fresh.wait(), timeout)
+                await within(self._fresh.wait(), timeout)
             except asyncio.TimeoutError:
                 raise TelemetryError(f"{self.source_name} gave no sample within {timeout:g} s") from None
         if self._latest is None:

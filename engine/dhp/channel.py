@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from engine.deadline import within
 from engine.dhp.protocol import LinkError, LinkTimeout, Message, NodeLink, Op
 from engine.errors import EngineError
 
@@ -43,6 +44,7 @@ class NodeChannel:
         self._last_heard = time.monotonic()
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._heartbeat: asyncio.Task | None = None
+        self._closing = False
 
     async def attach(self, run: str, timeout: float) -> dict[str, Any]:
         """ATTACH as this run's coordinator; returns (and keeps in ``info``) the node's description."""
@@ -65,7 +67,7 @@ class NodeChannel:
         self._pending[req] = future
         try:
             await self.link.send(op, {**(header or {}), "req": req}, tensors)
-            answer: Message = await asyncio.wait_for(future, timeout)
+            answer: Message = await within(future, timeout)
         except asyncio.TimeoutError:
             # A node that does not answer in time is hung or cut off: it is lost either way.
             self.mark_lost(f"no answer to {op.value} within {timeout:g} s")
@@ -80,7 +82,7 @@ class NodeChannel:
 
     async def send(self, op: Op, header: Mapping[str, Any] | None = None) -> bool:
         """Send a command; a failure marks the node lost (reported through ``on_lost``) and returns False."""
-        if self.lost:
+        if self.lost or self._closing:
             return False
         try:
             await self.link.send(op, header)
@@ -97,16 +99,20 @@ class NodeChannel:
 
     async def close(self) -> None:
         """Stop the tasks and close the link (the node stays up for the next run)."""
-        for task in (self._heartbeat, self._reader):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._heartbeat, self._reader) if t is not None), return_exceptions=True)
+        self._closing = True
+        tasks = [t for t in (self._heartbeat, self._reader) if t is not None]
+        for task in tasks:
+            task.cancel()
+        # Closed before waiting for the tasks: one whose cancellation was lost (``engine.deadline``, Python 3.10)
+        # then fails on the closed link at once instead of waiting for the node's next frame.
         self.link.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._fail_pending(LinkError(f"{self.name}: channel closed"))
 
     def mark_lost(self, reason: str) -> None:
-        """Declare the node lost (once): fail pending requests, close the link, tell ``on_lost``."""
-        if self.lost:
+        """Declare the node lost (once): fail pending requests, close the link, tell ``on_lost``. Not while
+        closing: the link failing then is the close itself."""
+        if self.lost or self._closing:
             return
         self.lost = reason
         log.warning("node %s lost: %s", self.name, reason)
@@ -135,7 +141,7 @@ class NodeChannel:
             self.mark_lost(str(exc).removeprefix(f"{self.name}: "))
 
     async def _beat(self, interval: float, timeout: float) -> None:
-        while not self.lost:
+        while not (self.lost or self._closing):
             await asyncio.sleep(interval)
             silent = time.monotonic() - self._last_heard
             if silent > timeout:

@@ -30,6 +30,7 @@ import torch
 
 from engine.cwb.nodes_spec import NodeSpec
 from engine.cwb.profile_format import Profile
+from engine.deadline import within
 from engine.dhp.assign import assign_all
 from engine.dhp.chain_records import Completed, Hop
 from engine.dhp.channel import NodeChannel
@@ -284,7 +285,7 @@ class Coordinator:
                 await self._admit()
                 continue
             try:
-                kind, node, payload = await asyncio.wait_for(self._queue.get(), self._wait_s(heard))
+                kind, node, payload = await within(self._queue.get(), self._wait_s(heard))
             except asyncio.TimeoutError:
                 if time.monotonic() - heard >= self.settings.stall_timeout:
                     return (f"no node reported anything for {self.settings.stall_timeout:g} s "

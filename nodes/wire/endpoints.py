@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+from engine.deadline import within
 from nodes.errors import AuthError, NodeError, ProtocolError
 from nodes.wire.auth import authenticate_client, authenticate_server
 from nodes.wire.frame import FrameLimits, MessageType
@@ -157,7 +158,7 @@ class Server:
         task = asyncio.current_task()
         try:
             try:
-                await asyncio.wait_for(authenticate_server(conn, self._secret, self.name, protect=self._protect),
+                await within(authenticate_server(conn, self._secret, self.name, protect=self._protect),
                                        self._deadline)
             except TransportTimeout as exc:  # one read stalled (a TimeoutError too: caught first)
                 self._strangers.warning("closing connection from %s: %s", conn.peer, exc)
@@ -242,7 +243,7 @@ async def connect(
     check_timeout(timeout)
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+        infos = await within(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
     except asyncio.TimeoutError:
         raise TransportTimeout(f"resolving {host} took longer than {timeout:g} s") from None
     except OSError as exc:  # socket.gaierror: its errno is not one os.strerror knows
@@ -254,7 +255,7 @@ async def connect(
         sock.close()
         raise ConnectionClosed(f"connection to {host}:{port} failed as it opened: {os_error_reason(exc)}") from None
     try:
-        await asyncio.wait_for(authenticate_client(conn, secret, role=role, expect=expect, protect=protect), timeout)
+        await within(authenticate_client(conn, secret, role=role, expect=expect, protect=protect), timeout)
     except TransportTimeout:
         conn.close()
         raise
@@ -275,7 +276,7 @@ async def _open(host: str, port: int, infos: list[Any], timeout: float) -> socke
         sock = socket.socket(family, kind, proto)
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
+            await within(loop.sock_connect(sock, address), timeout)
             return sock
         except asyncio.TimeoutError:
             sock.close()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from engine.deadline import within
 from nodes.errors import NodeError, ProtocolError
 from nodes.wire.frame import (
     PREFIX,
@@ -372,7 +373,7 @@ class Connection:
     async def _within(self, wait: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
         """Await a socket operation of the loop, turning its failures into this package's errors."""
         try:
-            return await asyncio.wait_for(wait, timeout)
+            return await within(wait, timeout)
         except asyncio.TimeoutError:  # before OSError: since Python 3.11 TimeoutError is one
             raise TransportTimeout(f"{self.peer} did not make progress for {timeout:g} s while {what}") from None
         except OSError as exc:
