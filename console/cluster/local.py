@@ -193,8 +193,7 @@ def up(
             for name, speed, (process, out) in started
         )
     except BaseException:
-        for _, _, (process, _) in started:
-            _stop_pid(process.pid, None, timeout=2.0)
+        _stop_pids([(process.pid, None) for _, _, (process, _) in started], timeout=2.0)
         raise
     state = ClusterState(agents, profile, time_scale, bandwidth, latency, str(secret_file), str(data),
                          memory_accounting=memory_accounting, owner=owner)
@@ -220,7 +219,8 @@ def down(directory: Path | None = None, timeout: float = 5.0) -> list[tuple[str,
     state = read_state(directory)
     if state is None:
         return []
-    outcome = [(agent.name, _stop_pid(agent.pid, agent.created, timeout)) for agent in state.agents]
+    results = _stop_pids([(agent.pid, agent.created) for agent in state.agents], timeout)
+    outcome = [(agent.name, result) for agent, result in zip(state.agents, results)]
     (directory / STATE_NAME).unlink(missing_ok=True)
     return outcome
 
@@ -271,25 +271,35 @@ def ensure_demo_data(folder: Path) -> Path:
     return folder
 
 
-def _stop_pid(pid: int, created: float | None, timeout: float) -> str:
-    """SIGTERM ``pid`` (if it is still the recorded process), SIGKILL after ``timeout``; says what happened."""
-    try:
-        process = psutil.Process(pid)
-        if created is not None and abs(process.create_time() - created) >= 0.5:
-            return "not running"
-        if process.status() == psutil.STATUS_ZOMBIE:
-            _reap(process)
-            return "not running"
-        process.send_signal(signal.SIGTERM)
+def _stop_pids(recorded: list[tuple[int, float | None]], timeout: float) -> list[str]:
+    """SIGTERM every ``(pid, created)`` that is still the recorded process, all at once, then SIGKILL those
+    still alive ``timeout`` s later (one deadline for all: six agents take as long as the slowest, not the
+    sum); says what happened to each."""
+    results = ["not running"] * len(recorded)
+    signalled: dict[psutil.Process, int] = {}
+    for i, (pid, created) in enumerate(recorded):
         try:
-            process.wait(timeout)
-            return "stopped"
-        except psutil.TimeoutExpired:
+            process = psutil.Process(pid)
+            if created is not None and abs(process.create_time() - created) >= 0.5:
+                continue
+            if process.status() == psutil.STATUS_ZOMBIE:
+                _reap(process)
+                continue
+            process.send_signal(signal.SIGTERM)
+            signalled[process] = i
+        except psutil.NoSuchProcess:
+            pass
+    gone, alive = psutil.wait_procs(list(signalled), timeout)
+    for process in gone:
+        results[signalled[process]] = "stopped"
+    for process in alive:
+        try:
             process.kill()
-            process.wait(5)
-            return "killed"
-    except psutil.NoSuchProcess:
-        return "not running"
+        except psutil.NoSuchProcess:
+            pass
+        results[signalled[process]] = "killed"
+    psutil.wait_procs(alive, 5)
+    return results
 
 
 def _reap(process: psutil.Process) -> None:

@@ -91,7 +91,7 @@ class Server:
         self._deadline = handshake_deadline
         self._max_unauthenticated = max_unauthenticated
         self._max_connections = max_connections
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._unauthenticated: OrderedDict[asyncio.Task[None], Connection] = OrderedDict()
         self._strangers = RateLimitedLog(log)
         self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
@@ -107,6 +107,8 @@ class Server:
         self._accepting.cancel()
         for task in list(self._tasks):
             task.cancel()
+        for conn in list(self._tasks.values()):  # a handler whose cancellation was lost (engine.deadline) ends too
+            conn.close()
         await asyncio.gather(self._accepting, *self._tasks, return_exceptions=True)
         # Closed only now: the cancelled accept has unregistered the descriptor from the event loop.
         self._listener.close()
@@ -146,20 +148,19 @@ class Server:
                                         self._max_unauthenticated, stale.peer)
                 oldest.cancel()  # its handler closes the connection once its pending read has let go
             task = loop.create_task(self._serve_one(conn))
-            self._tasks.add(task)
+            self._tasks[task] = conn
             self._unauthenticated[task] = conn
             task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._unauthenticated.pop(task, None)
 
     async def _serve_one(self, conn: Connection) -> None:
         task = asyncio.current_task()
         try:
             try:
-                await within(authenticate_server(conn, self._secret, self.name, protect=self._protect),
-                                       self._deadline)
+                await within(authenticate_server(conn, self._secret, self.name, protect=self._protect), self._deadline)
             except TransportTimeout as exc:  # one read stalled (a TimeoutError too: caught first)
                 self._strangers.warning("closing connection from %s: %s", conn.peer, exc)
                 return

@@ -188,3 +188,26 @@ async def test_close_ends_open_connections_and_frees_the_port():
     sock.close()
     with socket.create_server(address):  # the port can be bound again
         pass
+
+
+async def test_close_ends_a_handler_that_loses_its_cancellation():
+    # asyncio.wait_for before Python 3.12 can swallow a cancellation (engine.deadline); closing the handlers'
+    # connections still ends such a handler instead of leaving the server (an agent's SIGTERM) waiting on it.
+    ignored = []
+
+    async def deaf(conn: Connection) -> None:
+        while True:
+            try:
+                await conn.recv(timeout=3600.0)
+            except asyncio.CancelledError:
+                if ignored:  # only the first: a server that did hang is then ended by wait_for's timeout
+                    raise
+                ignored.append(True)
+
+    server = await serve("127.0.0.1", 0, deaf, SECRET, timeout=5.0)
+    sock, _ = await _authenticated_raw(server)
+    await asyncio.sleep(0.1)  # the handler waits for a frame
+    await asyncio.wait_for(server.close(), 5.0)
+    assert ignored == [True]
+    assert await read_until_closed(sock, within=2.0) == b""
+    sock.close()
