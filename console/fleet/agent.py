@@ -23,7 +23,13 @@ AGENT_ENV = "LITESRL_AGENT"
 """Environment variable that marks the agent process with its node name."""
 
 START_SETTLE = 1.0
-"""Seconds to wait after launching before checking the agent is still alive."""
+"""Seconds to wait after launching a custom ``command`` before checking it is still alive."""
+
+START_TIMEOUT = 120.0
+"""Seconds the agent may take from launch to listening (a board importing torch from its SD card is slow)."""
+
+START_POLL = 0.5
+"""Seconds between checks while the agent starts."""
 
 LOG_TAIL_LINES = 20
 """Lines of the agent's log returned by ``status`` and quoted when it dies at start."""
@@ -84,8 +90,8 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
     An agent that runs with another command line or credential is left alone (action
     :data:`STALE_SETTINGS`) unless ``restart``, which stops it and starts it anew. ``command``
     replaces :func:`agent_command` (the argv is run from the node's workdir). Raises
-    :class:`FleetError` when the program is missing or the agent dies within :data:`START_SETTLE`
-    seconds, quoting the end of its output.
+    :class:`FleetError` when the program is missing, or the agent dies before it listens (or does not listen
+    within :data:`START_TIMEOUT`), quoting the end of its output.
     """
     node, layout = conn.node, conn.layout
     argv = list(command) if command is not None else agent_command(node, layout)
@@ -127,13 +133,27 @@ async def start_agent(conn: NodeConnection, secret: bytes, command: Sequence[str
         await stop_agent(conn)
         started = await start_agent(conn, secret, command)
         return replace(started, action="restarted")
-    pid = int(answer[1])
-    await asyncio.sleep(START_SETTLE)
-    status = await agent_status(conn)
-    if not status.running or status.pid != pid:
-        tail = next((line for line in reversed(status.log_tail) if line.strip()), "no output")
-        raise FleetError(f"{node.name}: the agent exited right after starting: {tail}")
-    return AgentStatus(node.name, True, pid, "started", status.log_tail)
+    status = await _started(conn, int(answer[1]), listens=command is None)
+    return AgentStatus(node.name, True, status.pid, "started", status.log_tail)
+
+
+async def _started(conn: NodeConnection, pid: int, listens: bool) -> AgentStatus:
+    """Wait until the agent just launched as ``pid`` listens (our agent prints ``listening on``), or, for a custom
+    command (``listens`` false), until :data:`START_SETTLE` has passed; FleetError quoting its output if it dies
+    first (a port in use, a missing package) or does not listen within :data:`START_TIMEOUT`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while True:
+        await asyncio.sleep(START_POLL if listens else START_SETTLE)
+        status = await agent_status(conn)
+        if not status.running or status.pid != pid:
+            tail = next((line for line in reversed(status.log_tail) if line.strip()), "no output")
+            raise FleetError(f"{conn.node.name}: the agent exited right after starting: {tail}")
+        if not listens or any(line.startswith("listening on ") for line in status.log_tail):
+            return status
+        if loop.time() >= deadline:
+            raise FleetError(f"{conn.node.name}: the agent (pid {pid}) runs but did not listen within "
+                             f"{START_TIMEOUT:g} s; see {conn.layout.log_file} on the node")
 
 
 def _same_command(running: list[str], argv: list[str]) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console.fleet.sshd import SSHServer, find_sshd, start_sshd
+from tests.console.fleet.sshd import SSHServer, find_sshd, free_port, start_sshd
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def make_inventory(tmp_path, sshd, known_hosts) -> Callable[..., Path]:
             "connect_timeout = 10",
             cluster_extra,
         ]
-        for index, name in enumerate(names):
+        for name in names:
             lines += [
                 "[[nodes]]",
                 f'name = "{name}"',
@@ -71,7 +71,7 @@ def make_inventory(tmp_path, sshd, known_hosts) -> Callable[..., Path]:
                 'memory_budget = "1GB"',
                 f'python = "{sys.executable}"',
                 f'workdir = "{tmp_path / ("node-" + name)}"',
-                f"agent_port = {47100 + index}",
+                f"agent_port = {free_port()}",  # not a fixed one: a parallel test's agent may hold it
                 node_extra,
             ]
         path = tmp_path / "inventory.toml"

@@ -89,7 +89,7 @@ def start_sshd(workdir: Path, sshd: str, user: str, extra_config: tuple[str, ...
     authorized.chmod(0o600)
     last_error = ""
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         config = workdir / "sshd_config"
         config.write_text(
             "\n".join([
@@ -126,7 +126,8 @@ def start_sshd(workdir: Path, sshd: str, user: str, extra_config: tuple[str, ...
     raise RuntimeError(f"sshd did not start: {last_error}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now (tests in parallel workers must not share fixed ports)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -4,6 +4,7 @@ coordinator on its port (reached through SSH port forwarding, since it binds loo
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from console.fleet.inventory import load_inventory
 from console.fleet.wheel import build_wheel
 from engine.dhp.protocol import Op
 from nodes.client import connect_node
+from tests.console.fleet.sshd import free_port
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
@@ -51,12 +53,21 @@ async def test_deployed_agent_starts_over_ssh_and_answers_on_its_port(sshd, trus
             link.close()
             await endpoint.close()
             log = (workdir / "agent-n1.log").read_text()
-            assert "agent n1 listening on 127.0.0.1:47100" in log
+            assert f"agent n1 listening on 127.0.0.1:{inv.nodes[0].agent_port}" in log
             assert f"{site}/nodes/agent.py" in (await _agent_module(workdir))
         finally:
             [stopped] = await fleet.each(lambda conn: stop_agent(conn, timeout=10))
-    assert stopped.value.action == "stopped"
-    assert _exits(pid), f"agent pid {pid} still runs after stop"
+        assert stopped.value.action == "stopped"
+        assert _exits(pid), f"agent pid {pid} still runs after stop"
+
+        # Its port taken (another program, an agent of another cluster): start waits for the agent to listen,
+        # sees it die instead (it imports torch first, which outlasts a fixed settle time) and says why.
+        port = inv.nodes[0].agent_port
+        with socket.create_server(("127.0.0.1", port)):
+            [refused] = await fleet.each(lambda conn: start_agent(conn, SECRET))
+    assert not refused.ok
+    assert refused.error.startswith("the agent exited right after starting: ")
+    assert refused.error.endswith(f"cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
 def _exits(pid: int, within: float = 10.0) -> bool:
@@ -96,10 +107,10 @@ async def test_training_over_an_inventory_of_deployed_agents(sshd, trusted, tmp_
     write_secret(secret_file)
     lines = ["[cluster]", 'name = "bench"', f'known_hosts = "{known_hosts}"', f'identity_file = "{sshd.client_key}"',
              f'secret_file = "{secret_file}"']
-    for index, name in enumerate(("b1", "b2")):
+    for name in ("b1", "b2"):
         lines += ["[[nodes]]", f'name = "{name}"', f'host = "{sshd.host}"', f"port = {sshd.port}", f'user = "{sshd.user}"',
                   'board = "generic"', 'memory_budget = "3GB"', f'python = "{sys.executable}"',
-                  f'workdir = "{tmp_path / ("node-" + name)}"', f"agent_port = {47110 + index}", f'data_path = "{data}"']
+                  f'workdir = "{tmp_path / ("node-" + name)}"', f"agent_port = {free_port()}", f'data_path = "{data}"']
     inventory = tmp_path / "inventory.toml"
     inventory.write_text("\n".join(lines) + "\n")
     wheel = await build_wheel(cache_dir=tmp_path / "cache")
