@@ -11,6 +11,7 @@ import asyncio
 import faulthandler
 import logging
 import logging.handlers
+import os
 import signal
 import socket
 import sys
@@ -131,6 +132,18 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", exc)
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1)
+    exit_now(0)
+
+
+def exit_now(code: int) -> None:
+    """End the process without the interpreter's finalization. The agent has closed its connections and its
+    runner by now; what is left is tearing down torch's object graph, measured at 1.3 s of CPU for an idle agent
+    and ~5 s for one that has trained (three at once, quiet machine): longer than ``litesrl cluster down`` or
+    ``nodes stop`` wait before SIGKILL on a loaded board. Logs and output are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
