@@ -10,6 +10,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _python(script: str) -> subprocess.CompletedProcess:
+    """``script`` run by a fresh interpreter in the repository."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO,
+                          check=False)
+
+
 def test_a_thread_that_never_ends_cannot_keep_a_finished_train_alive():
     script = (
         "import threading, time\n"
@@ -18,8 +24,7 @@ def test_a_thread_that_never_ends_cannot_keep_a_finished_train_alive():
         "threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon: it would hold the exit\n"
     )
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=REPO, check=False)
+    result = _python(script)
     assert result.returncode == 3
     assert "still closing 0.5 s after the run finished; exiting" in result.stderr
     assert time.monotonic() - started < 30
@@ -52,8 +57,7 @@ def test_a_command_that_goes_on_after_train_disarms_the_exit_timer():
         "time.sleep(1.5)\n"
         "print('went on')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=REPO, check=False)
+    result = _python(script)
     assert result.returncode == 0 and result.stdout.strip() == "went on", result.stderr
 
 
@@ -68,8 +72,7 @@ def test_the_watchdog_shows_what_the_loop_still_awaits():
         "    await never_closes()\n"
         "asyncio.run(main())\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=REPO, check=False)
+    result = _python(script)
     assert result.returncode == 4
     assert "most recent call first" in result.stderr  # every thread's stack
     assert "in never_closes" in result.stderr  # and the task's, where the hang really is
