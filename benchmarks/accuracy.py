@@ -25,6 +25,7 @@ The baselines keep each recipe's learning rate; their papers tune theirs for oth
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -106,7 +107,7 @@ def probe(images: ImageSet, recipe: Recipe, args: argparse.Namespace, checkpoint
             for table in result.tables}
 
 
-def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace) -> dict:
+def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace) -> None:
     datasets = args.shared / "datasets"
     pool = load_images(scan_unlabelled([datasets / part for part in recipe.pool]), recipe.modality, recipe.load_size)
     classes, records = scan_labelled(datasets / recipe.labelled)
@@ -114,29 +115,60 @@ def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace
     if recipe.probe_center:
         labelled = labelled.centre(recipe.probe_center)
     print(f"{name}: pool {len(pool)} images, labelled {len(labelled)} in {len(classes)} classes", flush=True)
-    rows = {}
     budget_s = parse_duration_ms(budget) / 1000
-    settings = json.loads(json.dumps({"recipe": recipe.__dict__, "budget_s": budget_s, "fractions": args.fractions,
-                                      "seeds": args.seeds, "threads": args.threads}))
+    settings = run_settings(recipe, budget, args)
     for method in args.methods:
         out = args.out / name / budget / method
         finished = out / "finished.json"
-        if finished.is_file() and not args.fresh:
-            stored = json.loads(finished.read_text())
-            if stored["settings"] == settings:
-                print(f"{name}: {method} at {budget} already finished ({finished}); kept", flush=True)
-                rows[method] = {**stored["run"], "probe": {float(f): p for f, p in stored["run"]["probe"].items()}}
-                continue
+        if not args.fresh and finished_run(finished, settings) is not None:
+            print(f"{name}: {method} at {budget} already finished ({finished}); kept", flush=True)
+            continue
         print(f"{name}: pretraining {method} for {budget_s:.0f} s", flush=True)
         run = pretrain(recipe, method, pool, budget_s, out)
         run["probe"] = probe(labelled, recipe, args, run["checkpoint"], run.pop("model"))
         print(f"  {method}: " + ", ".join(f"{f:g}: {100 * statistics.mean(p['linear']):.1f} %" for f, p in run["probe"].items()),
               flush=True)
+        run["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         partial = finished.with_suffix(".partial")
         partial.write_text(json.dumps({"settings": settings, "run": run}, indent=1) + "\n")
         os.replace(partial, finished)  # a stopped benchmark resumes after its finished runs
-        rows[method] = run
-    return {"pool": len(pool), "labelled": len(labelled), "rows": rows}
+
+
+def run_settings(recipe: Recipe, budget: str, args: argparse.Namespace) -> dict:
+    """What a finished run must have been made with to be reused (and reported) under ``args``."""
+    return json.loads(json.dumps({"recipe": recipe.__dict__, "budget_s": parse_duration_ms(budget) / 1000,
+                                  "fractions": args.fractions, "seeds": args.seeds, "threads": args.threads}))
+
+
+def finished_run(path: Path, settings: dict) -> dict | None:
+    """The stored run at ``path`` when it was made with ``settings``, else None."""
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    if stored["settings"] != settings:
+        return None
+    return {**stored["run"], "probe": {float(f): p for f, p in stored["run"]["probe"].items()}}
+
+
+def gather(args: argparse.Namespace) -> dict:
+    """Every finished run under ``args.out`` made with these settings, by (dataset, budget), shortest budget first.
+
+    The report is built from all of them, not only from this command's, so the full Table 2 and the budget
+    curve accumulate over several commands (each takes hours on a small machine).
+    """
+    datasets = args.shared / "datasets"
+    results = {}
+    for name, recipe in RECIPES.items():
+        folders = [f for f in (args.out / name).glob("*") if f.is_dir()] if (args.out / name).is_dir() else []
+        for budget in sorted((f.name for f in folders), key=parse_duration_ms):
+            settings = run_settings(recipe, budget, args)
+            rows = {m: run for m in OURS + BASELINES
+                    if (run := finished_run(args.out / name / budget / m / "finished.json", settings)) is not None}
+            if rows:
+                pool = len(scan_unlabelled([datasets / part for part in recipe.pool]))
+                results[(name, budget)] = {"pool": pool, "labelled": len(scan_labelled(datasets / recipe.labelled)[1]),
+                                           "rows": rows}
+    return results
 
 
 def cell(values: list[float], signed: bool = False) -> str:
@@ -148,7 +180,10 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines = [f"Freeze evaluation (logistic-regression probe, C by cross-validation on the training part; kNN k=20), "
              f"{args.seeds} label splits, mean ± std %; each method pretrained for the stated wall-clock budget on this "
              f"machine, one run at a time. Random init: one network scored on the same splits; \"vs random init\" is the "
-             f"paired per-split difference.", ""]
+             f"paired per-split difference. The tables gather every finished run under `{args.out.name}/` made with "
+             f"these settings; one row is reproduced by `python benchmarks/accuracy.py --datasets D --methods M "
+             f"--budget B`.", ""]
+    lines += budget_curve(results, args.fractions[0])
     for (name, budget), result in results.items():
         recipe = RECIPES[name]
         for fraction in args.fractions:
@@ -168,6 +203,24 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def budget_curve(results: dict, fraction: float) -> list[str]:
+    """Lite-SRL's gain over random init against its pretraining budget: does it grow with compute?"""
+    curve = [(name, budget, result["rows"]["litesrl"]) for (name, budget), result in results.items()
+             if "litesrl" in result["rows"]]
+    if not curve:
+        return []
+    lines = [f"**Budget curve** (Lite-SRL, {fraction:.0%} labels)", "",
+             "| dataset | budget | steps | linear % | vs random init (linear) | kNN % | vs random init (kNN) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, budget, row in curve:
+        scores = row["probe"][fraction]
+        linear_gain = [a - b for a, b in zip(scores["linear"], scores["random_linear"])]
+        knn_gain = [a - b for a, b in zip(scores["knn"], scores["random_knn"])]
+        lines.append(f"| {name} | {budget} | {row['steps']} | {cell(scores['linear'])} | {cell(linear_gain, signed=True)} "
+                     f"| {cell(scores['knn'])} | {cell(knn_gain, signed=True)} |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="15min", help="pretraining wall-clock budget(s) per method, "
@@ -181,6 +234,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-accuracy")
     parser.add_argument("--no-write", action="store_true", help="print the table without touching BENCHMARKS.md")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that an earlier, stopped command finished")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rebuild the table from the finished runs under --out")
     args = parser.parse_args()
     args.fractions = [float(f) for f in args.fractions.split(",")]
     budgets = [b.strip() for b in args.budget.split(",") if b.strip()]
@@ -194,7 +249,13 @@ def main() -> None:
             import lightly  # noqa: F401
         except ImportError:
             raise SystemExit("error: the baselines need lightly: pip install 'litesrl[baselines]'") from None
-    results = {(name, budget): run_dataset(name, RECIPES[name], budget, args) for budget in budgets for name in args.datasets}
+    if not args.report_only:
+        for budget in budgets:
+            for name in args.datasets:
+                run_dataset(name, RECIPES[name], budget, args)
+    results = gather(args)
+    if not results:
+        raise SystemExit(f"error: no finished runs under {args.out} with these settings")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2,
                                                       default=str) + "\n")
