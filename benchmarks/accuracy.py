@@ -46,6 +46,7 @@ from engine.pretrain import PretrainConfig, Pretrainer, RunOptions  # noqa: E402
 from engine.protocol import mean_std, run_protocol  # noqa: E402
 
 OURS = ("litesrl", "simsiam")
+CURVE_PNG = REPO / "assets" / "benchmarks" / "budget_curve.png"
 BASELINES = ("simclr", "mocov2", "byol", "swav")
 
 
@@ -221,6 +222,44 @@ def budget_curve(results: dict, fraction: float) -> list[str]:
     return lines + [""]
 
 
+def plot_curve(results: dict, fraction: float, path: Path) -> bool:
+    """Draw Lite-SRL's linear-probe accuracy (and random init's) against the budget, one panel per dataset."""
+    curves: dict[str, list[tuple[float, dict]]] = {}
+    for (name, budget), result in results.items():
+        if "litesrl" in result["rows"]:
+            curves.setdefault(name, []).append((parse_duration_ms(budget) / 60_000, result["rows"]["litesrl"]["probe"][fraction]))
+    if not any(len(points) > 1 for points in curves.values()):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+    for axes, (name, points) in zip(panels[0], sorted(curves.items())):
+        minutes = [m for m, _ in points]
+        for key, label, style in (("linear", "Lite-SRL, linear probe", "o-"), ("knn", "Lite-SRL, kNN", "s--"),
+                                  ("random_linear", "random init, linear", "o:"), ("random_knn", "random init, kNN", "s:")):
+            stats = [mean_std(scores[key]) for _, scores in points]
+            axes.errorbar(minutes, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats], fmt=style,
+                          capsize=3, label=label, color="tab:blue" if key.endswith("linear") else "tab:orange",
+                          alpha=1.0 if not key.startswith("random") else 0.6)
+        axes.set_xscale("log")
+        axes.minorticks_off()
+        axes.set_xticks(minutes, [f"{m:g} min" for m in minutes])
+        axes.set_xlabel("pretraining budget (wall clock, 2 CPU cores)")
+        axes.set_ylabel(f"accuracy %, {fraction:.0%} labels")
+        axes.set_title(RECIPES[name].labelled, fontsize=10)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.png")  # renamed when complete: never a half-drawn file
+    figure.savefig(partial, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    os.replace(partial, path)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="15min", help="pretraining wall-clock budget(s) per method, "
@@ -260,6 +299,8 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2,
                                                       default=str) + "\n")
     body = report(results, args)
+    if not args.no_write and plot_curve(results, args.fractions[0], CURVE_PNG):
+        body += f"\n![Budget curve: accuracy against pretraining time]({CURVE_PNG.relative_to(REPO)})\n"
     print(body)
     if not args.no_write:
         write_section("Accuracy on real data: methods vs random init (protocol probes)", "accuracy.py", body)
