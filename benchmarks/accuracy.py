@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from report import REPO, write_section
+from report import REPO, pyplot, save_figure, write_section
 
 import torch  # noqa: E402  (after report, which puts the repository on sys.path)
 
@@ -46,8 +46,8 @@ from engine.pretrain import PretrainConfig, Pretrainer, RunOptions  # noqa: E402
 from engine.protocol import mean_std, run_protocol  # noqa: E402
 
 OURS = ("litesrl", "simsiam")
-CURVE_PNG = REPO / "assets" / "benchmarks" / "budget_curve.png"
 BASELINES = ("simclr", "mocov2", "byol", "swav")
+CURVE_PNG = REPO / "assets" / "benchmarks" / "budget_curve.png"
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,17 @@ def probe(images: ImageSet, recipe: Recipe, args: argparse.Namespace, checkpoint
 
 
 def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace) -> None:
+    budget_s = parse_duration_ms(budget) / 1000
+    settings = run_settings(recipe, budget, args)
+    todo = []
+    for method in args.methods:
+        finished = args.out / name / budget / method / "finished.json"
+        if not args.fresh and finished_run(finished, settings) is not None:
+            print(f"{name}: {method} at {budget} already finished ({finished}); kept", flush=True)
+        else:
+            todo.append(method)
+    if not todo:
+        return  # nothing to train: the images are not decoded
     datasets = args.shared / "datasets"
     pool = load_images(scan_unlabelled([datasets / part for part in recipe.pool]), recipe.modality, recipe.load_size)
     classes, records = scan_labelled(datasets / recipe.labelled)
@@ -116,14 +127,9 @@ def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace
     if recipe.probe_center:
         labelled = labelled.centre(recipe.probe_center)
     print(f"{name}: pool {len(pool)} images, labelled {len(labelled)} in {len(classes)} classes", flush=True)
-    budget_s = parse_duration_ms(budget) / 1000
-    settings = run_settings(recipe, budget, args)
-    for method in args.methods:
+    for method in todo:
         out = args.out / name / budget / method
         finished = out / "finished.json"
-        if not args.fresh and finished_run(finished, settings) is not None:
-            print(f"{name}: {method} at {budget} already finished ({finished}); kept", flush=True)
-            continue
         print(f"{name}: pretraining {method} for {budget_s:.0f} s", flush=True)
         run = pretrain(recipe, method, pool, budget_s, out)
         run["probe"] = probe(labelled, recipe, args, run["checkpoint"], run.pop("model"))
@@ -161,15 +167,21 @@ def gather(args: argparse.Namespace) -> dict:
     results = {}
     for name, recipe in RECIPES.items():
         folders = [f for f in (args.out / name).glob("*") if f.is_dir()] if (args.out / name).is_dir() else []
+        counts: dict[str, int] = {}
         for budget in sorted((f.name for f in folders), key=parse_duration_ms):
             settings = run_settings(recipe, budget, args)
             rows = {m: run for m in OURS + BASELINES
                     if (run := finished_run(args.out / name / budget / m / "finished.json", settings)) is not None}
             if rows:
-                pool = len(scan_unlabelled([datasets / part for part in recipe.pool]))
-                results[(name, budget)] = {"pool": pool, "labelled": len(scan_labelled(datasets / recipe.labelled)[1]),
-                                           "rows": rows}
+                counts = counts or {"pool": len(scan_unlabelled([datasets / part for part in recipe.pool])),
+                                    "labelled": len(scan_labelled(datasets / recipe.labelled)[1])}
+                results[(name, budget)] = {**counts, "rows": rows}
     return results
+
+
+def paired_gain(scores: dict, probe: str) -> list[float]:
+    """Per-split difference between the encoder and random init under ``probe`` (``linear`` or ``knn``)."""
+    return [a - b for a, b in zip(scores[probe], scores[f"random_{probe}"])]
 
 
 def cell(values: list[float], signed: bool = False) -> str:
@@ -195,7 +207,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
             random_row = None
             for method, row in result["rows"].items():
                 scores = row["probe"][fraction]
-                gain = [a - b for a, b in zip(scores["linear"], scores["random_linear"])]
+                gain = paired_gain(scores, "linear")
                 lines.append(f"| {method} | {row['steps']} | {row['seconds']:.0f} | {row['loss']:.3f} | {row['collapse']:.4f} | "
                              f"{cell(scores['linear'])} | {cell(scores['knn'])} | {cell(gain, signed=True)} |")
                 random_row = scores
@@ -215,10 +227,9 @@ def budget_curve(results: dict, fraction: float) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, budget, row in curve:
         scores = row["probe"][fraction]
-        linear_gain = [a - b for a, b in zip(scores["linear"], scores["random_linear"])]
-        knn_gain = [a - b for a, b in zip(scores["knn"], scores["random_knn"])]
-        lines.append(f"| {name} | {budget} | {row['steps']} | {cell(scores['linear'])} | {cell(linear_gain, signed=True)} "
-                     f"| {cell(scores['knn'])} | {cell(knn_gain, signed=True)} |")
+        lines.append(f"| {name} | {budget} | {row['steps']} | {cell(scores['linear'])} "
+                     f"| {cell(paired_gain(scores, 'linear'), signed=True)} | {cell(scores['knn'])} "
+                     f"| {cell(paired_gain(scores, 'knn'), signed=True)} |")
     return lines + [""]
 
 
@@ -230,12 +241,7 @@ def plot_curve(results: dict, fraction: float, path: Path) -> bool:
             curves.setdefault(name, []).append((parse_duration_ms(budget) / 60_000, result["rows"]["litesrl"]["probe"][fraction]))
     if not any(len(points) > 1 for points in curves.values()):
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, panels = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+    figure, panels = pyplot().subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
     for axes, (name, points) in zip(panels[0], sorted(curves.items())):
         minutes = [m for m, _ in points]
         for key, label, style in (("linear", "Lite-SRL, linear probe", "o-"), ("knn", "Lite-SRL, kNN", "s--"),
@@ -252,11 +258,7 @@ def plot_curve(results: dict, fraction: float, path: Path) -> bool:
         axes.set_title(RECIPES[name].labelled, fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.png")  # renamed when complete: never a half-drawn file
-    figure.savefig(partial, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(partial, path)
+    save_figure(figure, path)
     return True
 
 

@@ -41,7 +41,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from report import REPO, write_section
+from report import REPO, pyplot, save_figure, write_section
 
 import torch  # noqa: E402  (after report, which puts the repository on sys.path)
 
@@ -160,12 +160,7 @@ def probe(images, checkpoint: str | None, args: argparse.Namespace) -> list[floa
 
 
 def plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(9, 5))
+    figure, axis = pyplot().subplots(figsize=(9, 5))
     for run in runs:
         losses = torch.tensor(run["losses"])
         window = max(1, min(20, len(losses) // 10))
@@ -175,10 +170,7 @@ def plot(runs: list[dict], path: Path) -> None:
     axis.set_ylabel("loss (negative cosine, moving mean)")
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def mean_std(accs: list[float]) -> str:

@@ -17,6 +17,25 @@ if str(REPO) not in sys.path:
 from engine.io import atomic_write_text  # noqa: E402
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run headless), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: Path, dpi: int = 110) -> None:
+    """Write ``figure`` to ``path`` under a temporary name, then rename: a kept drawing is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=dpi, bbox_inches="tight")
+    pyplot().close(figure)
+    os.replace(partial, path)
+
+
 def machine() -> str:
     """One line describing this machine and the software versions that matter for the figures."""
     parts = [platform.platform(), platform.processor() or platform.machine(), f"{os.cpu_count()} CPUs",

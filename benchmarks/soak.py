@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from report import write_section  # noqa: E402
+from report import pyplot, save_figure, write_section  # noqa: E402
 
 import psutil  # noqa: E402
 from dhp_tables import BANDWIDTH, MEMORY, emulation_report  # noqa: E402
@@ -80,12 +80,7 @@ def growth(samples: list, name: str, warm_iterations: int, iterations: int) -> d
 
 
 def plot(samples: list, names: list[str], warm_t: float, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(10, 5.5))
+    figure, axes = pyplot().subplots(figsize=(10, 5.5))
     for name in names:
         points = [(t, rss[name] / 2**20) for t, _, rss in samples if name in rss]
         axes.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1.2 if name == "coordinator" else 0.8)
@@ -95,12 +90,7 @@ def plot(samples: list, names: list[str], warm_t: float, path: Path, title: str)
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7, ncol=2, loc="center right")
     axes.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written to a temporary name, then renamed: a kept file is never left half-drawn.
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(partial, path)
+    save_figure(figure, path)
 
 
 async def soak(args, state: local.ClusterState, out: Path) -> dict:
