@@ -72,8 +72,9 @@ async def test_profiling_a_node_measures_a_real_profile_and_partitions_it(cluste
         dialog.query_one("#batch", Input).value = "2"
         dialog.query_one("#size", Input).value = "32"
         dialog.query_one("#ok", Button).press()
-        await wait_for(pilot, lambda: app.profile_slot.running == "node-1", timeout=5)
-        assert "profiling node-1" in screen_text(app)
+        # The header is redrawn by a message after the slot changes: wait for the drawing, not the slot.
+        await wait_for(pilot, lambda: "profiling node-1" in screen_text(app), timeout=10)
+        assert app.profile_slot.running == "node-1"
         await wait_for(pilot, lambda: app.profile_slot.running is None, timeout=240)
         slot = app.profile_slot
         assert slot.error is None and slot.origin == "measured on node-1"
