@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import socket
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from report import write_section  # noqa: E402
 
 import torch  # noqa: E402
 
+import nodes.wire.auth  # noqa: E402
 from nodes.wire import Connection, LinkShape, MessageType, connect, serve  # noqa: E402
 from nodes.wire.guard import CHUNK_BYTES  # noqa: E402
 
@@ -130,16 +132,24 @@ def _encrypted_receiver(ready, numel: int, messages: int, warmup: int) -> None:
     _litesrl_receiver(ready, numel, messages, warmup, protect="encrypt")
 
 
-def _stdlib_only() -> None:
-    """Make this process negotiate as a board without ``cryptography`` does: HMAC-SHA256 only."""
-    import nodes.wire.auth
+@contextlib.contextmanager
+def _stdlib_only() -> Iterator[None]:
+    """Make this process negotiate as a board without ``cryptography`` does (HMAC-SHA256 only) while inside.
 
+    Undone on exit: the sender runs every method in this one process, and a patch left in place made the
+    later Poly1305 and emulated-link rows negotiate HMAC-SHA256 too (it did until 2026-12-01).
+    """
+    negotiable = nodes.wire.auth.available_macs
     nodes.wire.auth.available_macs = lambda: ("hmac-sha256",)
+    try:
+        yield
+    finally:
+        nodes.wire.auth.available_macs = negotiable
 
 
 def _hmac_receiver(ready, numel: int, messages: int, warmup: int) -> None:
-    _stdlib_only()
-    _litesrl_receiver(ready, numel, messages, warmup)
+    with _stdlib_only():
+        _litesrl_receiver(ready, numel, messages, warmup)
 
 
 def _unprotected_receiver(ready, numel: int, messages: int, warmup: int) -> None:
@@ -213,6 +223,9 @@ def _litesrl_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int,
             conn = Connection(socket.create_connection(("127.0.0.1", port)), shaping=shaping)
         else:
             conn = await connect("127.0.0.1", port, SECRET, shaping=shaping, protect=protect)
+            wanted = "hmac-sha256" if nodes.wire.auth.available_macs() == ("hmac-sha256",) else "poly1305"
+            if protect == "integrity" and conn.mac != wanted:
+                raise SystemExit(f"negotiated {conn.mac}, expected {wanted}: the rows would be mislabelled")
         for i in range(messages):
             if i == warmup:
                 start, cpu = time.perf_counter(), time.process_time()
@@ -230,8 +243,8 @@ def _unprotected_sender(port: int, tensor: torch.Tensor, messages: int, warmup: 
 
 
 def _hmac_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
-    _stdlib_only()
-    return _litesrl_sender(port, tensor, messages, warmup)
+    with _stdlib_only():
+        return _litesrl_sender(port, tensor, messages, warmup)
 
 
 def _encrypted_sender(port: int, tensor: torch.Tensor, messages: int, warmup: int) -> tuple[float, float]:
@@ -334,7 +347,8 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=12.8, help="tensor size in megabytes (1e6 bytes)")
     parser.add_argument("--messages", type=int, default=40, help="timed messages per trial")
     parser.add_argument("--trials", type=int, default=5, help="trials per method; the median is reported")
-    parser.add_argument("--shaped-messages", type=int, default=5, help="timed messages per trial on each emulated link")
+    parser.add_argument("--shaped-messages", type=int, default=30,
+                        help="timed messages per trial on each emulated link (after 3 untimed ones)")
     parser.add_argument("--no-gloo", action="store_true", help="skip torch.distributed gloo")
     parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
@@ -362,7 +376,7 @@ def main() -> None:
     links = [(mbit, LinkShape.from_mbit(mbit, latency_ms=1.0)) for mbit in SHAPED_MBIT]
     shaped = {(mbit, protect): statistics.median(
         run_method(_unprotected_receiver if protect is None else _litesrl_receiver, _litesrl_sender, tensor,
-                   args.shaped_messages, warmup=1, shaping=shape, protect=protect).wall for _ in range(args.trials))
+                   args.shaped_messages, warmup=3, shaping=shape, protect=protect).wall for _ in range(args.trials))
         for mbit, shape in links for protect in (None, "integrity")}
 
     def median(name: str, field: str) -> float:
@@ -424,7 +438,9 @@ def main() -> None:
         body = (f"- loopback, float32 tensor of {args.mb:g} MB, {args.messages} timed messages each acknowledged "
                 f"({args.shaped_messages} on the emulated links), median of {args.trials} trials, receiver in a "
                 f"separate process; the litesrl rows are the agents' own path (`Connection.send` / "
-                f"`Connection.recv`, a fresh tensor per message); integrity rows ran the real handshake\n\n"
+                f"`Connection.recv`, a fresh tensor per message); integrity rows ran the real handshake; 3 untimed "
+                f"messages first on every connection (a new connection's first receive buffers fault in every page: "
+                f"about 3,100 minor faults per 12.8 MB until the allocator reuses freed ones)\n\n"
                 f"{table}\n\n" + "\n\n".join(notes))
         write_section(TITLE, "transport.py", body)
 

@@ -20,6 +20,11 @@ PACE_STEP_S = 0.005
 """Bytes are released in slices of about this many seconds of link time: fine enough that the receiver
 sees a steady stream, coarse enough that the event loop's millisecond timer resolution does not matter."""
 MIN_SLICE_BYTES = 16 * 1024
+MAX_SLICE_BYTES = 1024 * 1024
+"""A slice leaves once the link would have carried it, and then still takes its copy time through the
+kernel; on a fast link a 5 ms slice (6 MB at 10 Gbit/s) would add that copy to every frame and hand the
+receiver its bytes in two bursts. Capped, a slice costs well under a millisecond of copying and the
+receiver sees a stream it can hash as it arrives."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Pacer:
 
     def __init__(self, shape: LinkShape) -> None:
         self.shape = shape
-        self.slice_bytes = max(MIN_SLICE_BYTES, int(shape.bandwidth * PACE_STEP_S))
+        self.slice_bytes = max(MIN_SLICE_BYTES, min(MAX_SLICE_BYTES, int(shape.bandwidth * PACE_STEP_S)))
         """Largest piece the transport hands to the socket at once on this link."""
         self._free_at = 0.0
 

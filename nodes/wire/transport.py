@@ -138,6 +138,11 @@ class Connection:
         self.protection = keys.mode
 
     @property
+    def mac(self) -> str | None:
+        """The per-frame MAC the handshake negotiated (``integrity`` mode); None otherwise."""
+        return self._out.mac if self._out is not None and self._out.in_place else None
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
         return self._closed

@@ -164,7 +164,7 @@ async def test_frames_are_encrypted_on_request_and_round_trip_exactly():
     relay = TamperingRelay(server.address, "none")
     try:
         conn = await connect(*await relay.start(), SECRET, timeout=5.0, protect="encrypt")
-        assert conn.protection == "encrypt"
+        assert conn.protection == "encrypt" and conn.mac is None  # the AEAD carries its own tags
         sent = torch.arange(3_000_000, dtype=torch.float32)  # 12 MB: several sealed chunks
         await conn.send(MessageType.FORWARD, {"secret-looking": "plaintext-marker"}, [sent])
         reply = await conn.recv()
@@ -285,7 +285,7 @@ async def test_the_mac_is_negotiated_and_large_frames_round_trip(monkeypatch, ma
     server = await serve("127.0.0.1", 0, echo, SECRET, timeout=5.0)
     try:
         conn = await connect(*server.address, SECRET, timeout=5.0, shaping=link)
-        assert conn._out.mac == macs[0]
+        assert conn.mac == macs[0] and conn.protection == "integrity"
         sent = torch.randn(3_000_000)  # 12 MB: hashed in many idle-time steps on both ends
         await conn.send(MessageType.FORWARD, {"n": 1}, [sent, torch.ones(3, dtype=torch.int64)])
         reply = await conn.recv()
@@ -314,7 +314,7 @@ def test_integrity_needs_only_the_standard_library(tmp_path):
         "    conn = await connect(*server.address, b'x' * 32)\n"
         "    await conn.send(MessageType.FORWARD, {'n': 1}, [torch.arange(10.0)])\n"
         "    reply = await conn.recv()\n"
-        "    print(conn._out.mac, reply.tensors[0].sum().item())\n"
+        "    print(conn.mac, reply.tensors[0].sum().item())\n"
         "    try:\n"
         "        await connect(*server.address, b'x' * 32, protect='encrypt')\n"
         "    except NodeError as exc:\n"

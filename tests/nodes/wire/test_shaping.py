@@ -10,6 +10,7 @@ import torch
 
 from nodes.errors import NodeError
 from nodes.wire import Connection, LinkShape, MessageType, connect, serve
+from nodes.wire.shaping import MAX_SLICE_BYTES, PACE_STEP_S, Pacer
 from tests.nodes.wire.conftest import SECRET
 
 
@@ -67,3 +68,11 @@ async def test_frames_back_to_back_each_pay_latency_and_earn_no_burst_credit():
     for i, arrival in enumerate(arrivals, start=1):
         assert 0.75 * i * per_frame < arrival < 1.25 * i * per_frame
 
+
+
+def test_a_fast_link_releases_its_bytes_in_small_slices():
+    # 5 ms of a 1 Gbit/s link is 625 kB; 5 ms of 10 Gbit/s would be 6.25 MB, whose copy through the kernel
+    # (after the link "carried" it) would add milliseconds to every frame: fast links are capped.
+    slow, fast = Pacer(LinkShape.from_mbit(1000)), Pacer(LinkShape.from_mbit(10_000))
+    assert slow.slice_bytes == int(125e6 * PACE_STEP_S)
+    assert fast.slice_bytes == MAX_SLICE_BYTES < int(1.25e9 * PACE_STEP_S)
