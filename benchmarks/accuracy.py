@@ -9,8 +9,10 @@ so a slower method simply gets fewer steps), one after the other on an otherwise
 encoder is then scored by the logistic-regression and kNN probes on frozen features with
 ``--fractions`` of the labels over ``--seeds`` label splits, paired per split against one random-init
 encoder (mean ± sample std; engine.protocol). Each finished run (pretraining and probes) is kept in
-``--out``/<dataset>/<budget>/<method>/finished.json with its settings, so a stopped command resumes after its
-finished runs (``--fresh`` retrains them): the full Table 2 and budget curve take hours of an idle machine.
+``--records``/<dataset>/<budget>/<method>.json (benchmarks/results/accuracy/, in the repository; checkpoints
+stay in ``--out``) with its settings, so a stopped command resumes after its finished runs (``--fresh``
+retrains them) and ``--report-only`` rebuilds the tables on any clone: the full Table 2 and budget curve
+take hours of an idle machine.
 
 Recipes (why each choice, in README "Getting a real gain on a CPU budget"):
 - rsscn7 (optical): pretrain on the 695 unlabelled 128 px pool images plus the 385 RSSCN7
@@ -25,15 +27,13 @@ The baselines keep each recipe's learning rate; their papers tune theirs for oth
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from report import REPO, pyplot, save_figure, write_section
+from report import REPO, RESULTS, FinishedRuns, pyplot, save_figure, write_section
 
 import torch  # noqa: E402  (after report, which puts the repository on sys.path)
 
@@ -111,11 +111,11 @@ def probe(images: ImageSet, recipe: Recipe, args: argparse.Namespace, checkpoint
 def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace) -> None:
     budget_s = parse_duration_ms(budget) / 1000
     settings = run_settings(recipe, budget, args)
+    finished = FinishedRuns(args.records / name / budget, settings)
     todo = []
     for method in args.methods:
-        finished = args.out / name / budget / method / "finished.json"
-        if not args.fresh and finished_run(finished, settings) is not None:
-            print(f"{name}: {method} at {budget} already finished ({finished}); kept", flush=True)
+        if not args.fresh and finished.get(method) is not None:
+            print(f"{name}: {method} at {budget} already finished ({finished.path(method)}); kept", flush=True)
         else:
             todo.append(method)
     if not todo:
@@ -128,17 +128,12 @@ def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace
         labelled = labelled.centre(recipe.probe_center)
     print(f"{name}: pool {len(pool)} images, labelled {len(labelled)} in {len(classes)} classes", flush=True)
     for method in todo:
-        out = args.out / name / budget / method
-        finished = out / "finished.json"
         print(f"{name}: pretraining {method} for {budget_s:.0f} s", flush=True)
-        run = pretrain(recipe, method, pool, budget_s, out)
+        run = pretrain(recipe, method, pool, budget_s, args.out / name / budget / method)
         run["probe"] = probe(labelled, recipe, args, run["checkpoint"], run.pop("model"))
         print(f"  {method}: " + ", ".join(f"{f:g}: {100 * statistics.mean(p['linear']):.1f} %" for f, p in run["probe"].items()),
               flush=True)
-        run["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        partial = finished.with_suffix(".partial")
-        partial.write_text(json.dumps({"settings": settings, "run": run}, indent=1) + "\n")
-        os.replace(partial, finished)  # a stopped benchmark resumes after its finished runs
+        finished.put(method, run)  # a stopped benchmark resumes after its finished runs
 
 
 def run_settings(recipe: Recipe, budget: str, args: argparse.Namespace) -> dict:
@@ -147,18 +142,14 @@ def run_settings(recipe: Recipe, budget: str, args: argparse.Namespace) -> dict:
                                   "fractions": args.fractions, "seeds": args.seeds, "threads": args.threads}))
 
 
-def finished_run(path: Path, settings: dict) -> dict | None:
-    """The stored run at ``path`` when it was made with ``settings``, else None."""
-    if not path.is_file():
-        return None
-    stored = json.loads(path.read_text())
-    if stored["settings"] != settings:
-        return None
-    return {**stored["run"], "probe": {float(f): p for f, p in stored["run"]["probe"].items()}}
+def finished_run(runs: FinishedRuns, method: str) -> dict | None:
+    """The stored run of ``method`` (its probe keyed by label fraction), else None."""
+    run = runs.get(method)
+    return None if run is None else {**run, "probe": {float(f): p for f, p in run["probe"].items()}}
 
 
 def gather(args: argparse.Namespace) -> dict:
-    """Every finished run under ``args.out`` made with these settings, by (dataset, budget), shortest budget first.
+    """Every finished run under ``args.records`` made with these settings, by (dataset, budget), shortest budget first.
 
     The report is built from all of them, not only from this command's, so the full Table 2 and the budget
     curve accumulate over several commands (each takes hours on a small machine).
@@ -166,12 +157,12 @@ def gather(args: argparse.Namespace) -> dict:
     datasets = args.shared / "datasets"
     results = {}
     for name, recipe in RECIPES.items():
-        folders = [f for f in (args.out / name).glob("*") if f.is_dir()] if (args.out / name).is_dir() else []
+        folder = args.records / name
+        budgets = [f.name for f in folder.glob("*") if f.is_dir()] if folder.is_dir() else []
         counts: dict[str, int] = {}
-        for budget in sorted((f.name for f in folders), key=parse_duration_ms):
-            settings = run_settings(recipe, budget, args)
-            rows = {m: run for m in OURS + BASELINES
-                    if (run := finished_run(args.out / name / budget / m / "finished.json", settings)) is not None}
+        for budget in sorted(budgets, key=parse_duration_ms):
+            runs = FinishedRuns(folder / budget, run_settings(recipe, budget, args))
+            rows = {m: run for m in OURS + BASELINES if (run := finished_run(runs, m)) is not None}
             if rows:
                 counts = counts or {"pool": len(scan_unlabelled([datasets / part for part in recipe.pool])),
                                     "labelled": len(scan_labelled(datasets / recipe.labelled)[1])}
@@ -179,23 +170,39 @@ def gather(args: argparse.Namespace) -> dict:
     return results
 
 
-def paired_gain(scores: dict, probe: str) -> list[float]:
-    """Per-split difference between the encoder and random init under ``probe`` (``linear`` or ``knn``)."""
-    return [a - b for a, b in zip(scores[probe], scores[f"random_{probe}"])]
+def stat(scores: dict, key: str) -> tuple[float, float]:
+    """Mean and sample std over the splits of ``key``: ``linear``, ``knn``, ``random_linear``, ``random_knn``, or
+    ``gain_linear`` / ``gain_knn`` (the per-split difference against random init).
+
+    A run kept only as its published summary (``scores["summary"]``: [mean, std] per key) reports that.
+    """
+    if "summary" in scores:
+        mean, std = scores["summary"][key]
+        return mean, std
+    if key.startswith("gain_"):
+        probe = key.removeprefix("gain_")
+        return mean_std([a - b for a, b in zip(scores[probe], scores[f"random_{probe}"])])
+    return mean_std(scores[key])
 
 
-def cell(values: list[float], signed: bool = False) -> str:
-    mean, std = mean_std(values)
+def cell(scores: dict, key: str, signed: bool = False) -> str:
+    mean, std = stat(scores, key)
     return f"{100 * mean:{'+' if signed else ''}.1f} ± {100 * std:.1f}"
 
 
 def report(results: dict, args: argparse.Namespace) -> str:
+    where = args.records.relative_to(REPO) if args.records.is_relative_to(REPO) else args.records
     lines = [f"Freeze evaluation (logistic-regression probe, C by cross-validation on the training part; kNN k=20), "
              f"{args.seeds} label splits, mean ± std %; each method pretrained for the stated wall-clock budget on this "
              f"machine, one run at a time. Random init: one network scored on the same splits; \"vs random init\" is the "
-             f"paired per-split difference. The tables gather every finished run under `{args.out.name}/` made with "
+             f"paired per-split difference. The tables gather every finished run under `{where}/` made with "
              f"these settings; one row is reproduced by `python benchmarks/accuracy.py --datasets D --methods M "
              f"--budget B`.", ""]
+    summarised = sum("summary" in scores for result in results.values() for row in result["rows"].values()
+                     for scores in row["probe"].values())
+    if summarised:
+        lines += [f"{summarised} of these rows are kept only as their published mean ± std (`summary` in their "
+                  f"record): their per-split values were lost with the machine that ran them.", ""]
     lines += budget_curve(results, args.fractions[0])
     for (name, budget), result in results.items():
         recipe = RECIPES[name]
@@ -207,12 +214,11 @@ def report(results: dict, args: argparse.Namespace) -> str:
             random_row = None
             for method, row in result["rows"].items():
                 scores = row["probe"][fraction]
-                gain = paired_gain(scores, "linear")
                 lines.append(f"| {method} | {row['steps']} | {row['seconds']:.0f} | {row['loss']:.3f} | {row['collapse']:.4f} | "
-                             f"{cell(scores['linear'])} | {cell(scores['knn'])} | {cell(gain, signed=True)} |")
+                             f"{cell(scores, 'linear')} | {cell(scores, 'knn')} | {cell(scores, 'gain_linear', signed=True)} |")
                 random_row = scores
-            lines += [f"| random init | - | - | - | - | {cell(random_row['random_linear'])} "
-                      f"| {cell(random_row['random_knn'])} | |", ""]
+            lines += [f"| random init | - | - | - | - | {cell(random_row, 'random_linear')} "
+                      f"| {cell(random_row, 'random_knn')} | |", ""]
     return "\n".join(lines)
 
 
@@ -227,9 +233,9 @@ def budget_curve(results: dict, fraction: float) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, budget, row in curve:
         scores = row["probe"][fraction]
-        lines.append(f"| {name} | {budget} | {row['steps']} | {cell(scores['linear'])} "
-                     f"| {cell(paired_gain(scores, 'linear'), signed=True)} | {cell(scores['knn'])} "
-                     f"| {cell(paired_gain(scores, 'knn'), signed=True)} |")
+        lines.append(f"| {name} | {budget} | {row['steps']} | {cell(scores, 'linear')} "
+                     f"| {cell(scores, 'gain_linear', signed=True)} | {cell(scores, 'knn')} "
+                     f"| {cell(scores, 'gain_knn', signed=True)} |")
     return lines + [""]
 
 
@@ -246,7 +252,7 @@ def plot_curve(results: dict, fraction: float, path: Path) -> bool:
         minutes = [m for m, _ in points]
         for key, label, style in (("linear", "Lite-SRL, linear probe", "o-"), ("knn", "Lite-SRL, kNN", "s--"),
                                   ("random_linear", "random init, linear", "o:"), ("random_knn", "random init, kNN", "s:")):
-            stats = [mean_std(scores[key]) for _, scores in points]
+            stats = [stat(scores, key) for _, scores in points]
             axes.errorbar(minutes, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats], fmt=style,
                           capsize=3, label=label, color="tab:blue" if key.endswith("linear") else "tab:orange",
                           alpha=1.0 if not key.startswith("random") else 0.6)
@@ -272,7 +278,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="label splits per encoder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-accuracy")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-accuracy", help="checkpoints")
+    parser.add_argument("--records", type=Path, default=RESULTS / "accuracy",
+                        help="where the finished runs are kept (in the repository by default)")
     parser.add_argument("--no-write", action="store_true", help="print the table without touching BENCHMARKS.md")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that an earlier, stopped command finished")
     parser.add_argument("--report-only", action="store_true",
@@ -296,7 +304,7 @@ def main() -> None:
                 run_dataset(name, RECIPES[name], budget, args)
     results = gather(args)
     if not results:
-        raise SystemExit(f"error: no finished runs under {args.out} with these settings")
+        raise SystemExit(f"error: no finished runs under {args.records} with these settings")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2,
                                                       default=str) + "\n")

@@ -22,8 +22,10 @@ defaults: 20 % labels, 200 epochs, images at the view size) over ``--splits`` la
 0..n-1), reported as mean +- std and per split. Also: wall-clock per run, the replicas' divergence
 before each average, and one PNG with the loss curves of every run.
 
-Every finished run (its training and its probe) is kept in ``--out``/finished/ with the settings it ran
-under, so a command that was stopped resumes after the last finished run (``--fresh`` starts over).
+Every finished run (its training and its probe) is kept in ``--records`` (benchmarks/results/dhp_accuracy/,
+in the repository; checkpoints stay in ``--out``) with the settings it ran under, so a command that was
+stopped resumes after the last finished run (``--fresh`` starts over) and ``--report-only`` rebuilds the
+table on any clone.
 
 ``--smoke`` runs the whole pipeline at a toy size (20 steps, batch 8, 32 px views) to prove it works: its
 figures are not a result, it says so, and it never writes BENCHMARKS.md.
@@ -41,7 +43,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from report import REPO, pyplot, save_figure, write_section
+from report import REPO, RESULTS, FinishedRuns, pyplot, save_figure, slug, write_section
 
 import torch  # noqa: E402  (after report, which puts the repository on sys.path)
 
@@ -123,34 +125,6 @@ def run_chains(label: str, mode: str, period: int, weighting: str, config: Pretr
     spread = [max(e.divergence) for e in events if e.TYPE == "averaging" and e.divergence]
     return {"label": label, "seconds": seconds, "losses": [e.loss for e in iterations], "checkpoint": str(out / CHECKPOINT_NAME),
             "steps": len(iterations), "divergence": spread, "stages": [len(s) for s in outcome.plan.stages]}
-
-
-def slug(label: str) -> str:
-    return label.replace(" ", "-").replace(",", "")
-
-
-class Finished:
-    """Runs already trained and probed under the same settings (a stopped benchmark resumes after them)."""
-
-    def __init__(self, out: Path, settings: dict, fresh: bool) -> None:
-        self.folder, self.settings = out / "finished", json.loads(json.dumps(settings))  # as stored: tuples are lists
-        if fresh and self.folder.is_dir():
-            for old in self.folder.glob("*.json"):
-                old.unlink()
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def get(self, label: str) -> dict | None:
-        path = self.folder / f"{slug(label)}.json"
-        if not path.is_file():
-            return None
-        stored = json.loads(path.read_text())
-        return stored["run"] if stored.get("settings") == self.settings else None
-
-    def put(self, run: dict) -> None:
-        path = self.folder / f"{slug(run['label'])}.json"
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps({"settings": self.settings, "run": run}, indent=1) + "\n")
-        os.replace(partial, path)
 
 
 def probe(images, checkpoint: str | None, args: argparse.Namespace) -> list[float]:
@@ -241,6 +215,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="Torch threads of the single process.")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-dhp-accuracy")
+    parser.add_argument("--records", type=Path, default=RESULTS / "dhp_accuracy",
+                        help="Where the finished runs are kept (in the repository by default).")
     parser.add_argument("--smoke", action="store_true", help="A toy-size run proving the pipeline: not a result, never written.")
     parser.add_argument("--no-write", action="store_true", help="Print the table without touching BENCHMARKS.md.")
     parser.add_argument("--report-only", action="store_true",
@@ -250,7 +226,8 @@ def main() -> None:
     if args.smoke:
         for key, value in SMOKE.items():
             setattr(args, key, value)
-        args.out = args.out / "smoke"  # never mixed with a real run's finished runs
+        args.out = args.out / "smoke"
+        args.records = args.out / "finished"  # never mixed with a real run's finished runs
     elif args.steps < 600:
         raise SystemExit("error: a result needs at least 600 mini-batches (use --smoke for a toy run)")
     datasets = args.shared / "datasets"
@@ -272,13 +249,15 @@ def main() -> None:
         chain_runs.append((f"dynamic, every {min(periods)}, weighted", "dynamic", min(periods), "batches"))
     classes, records = scan_labelled(datasets / "rsscn7")
     labelled = load_images(records, "optical", args.image_size, classes)
-    finished = Finished(args.out, {**config.to_dict(), "load_size": args.load_size, "splits": args.splits,
-                                   "nodes": args.nodes, "threads": args.threads}, args.fresh)
+    finished = FinishedRuns(args.records, {**config.to_dict(), "load_size": args.load_size, "splits": args.splits,
+                                           "nodes": args.nodes, "threads": args.threads})
+    if args.fresh:
+        finished.forget()
 
     def probed(run: dict) -> dict:
         run["accs"] = probe(labelled, run["checkpoint"], args)
         print(f"  {run['label']}: {mean_std(run['accs'])} % in {run['seconds']:.0f} s", flush=True)
-        finished.put(run)
+        finished.put(run["label"], run)
         return run
 
     seeds = [int(s) for s in args.single_seeds.split(",") if s.strip()]
@@ -286,7 +265,7 @@ def main() -> None:
     if args.report_only:
         missing = [label for label in labels if finished.get(label) is None]
         if SINGLE in missing:
-            raise SystemExit(f"error: nothing to report: the single process has not finished under {args.out}")
+            raise SystemExit(f"error: nothing to report: the single process has not finished under {args.records}")
         todo = []
     else:
         missing = []
@@ -308,7 +287,7 @@ def main() -> None:
     random_run = finished.get("random init")
     if random_run is None:
         random_run = {"label": "random init", "accs": probe(labelled, None, args)}
-        finished.put(random_run)
+        finished.put("random init", random_run)
     random_accs = random_run["accs"]
     png = (args.out if args.smoke or args.no_write else REPO / "benchmarks" / "results") / "dhp_accuracy_loss.png"
     plot(runs, png)

@@ -1,8 +1,10 @@
-"""Writing a benchmark's result into BENCHMARKS.md: one section per benchmark, replaced on rerun."""
+"""Writing a benchmark's result into BENCHMARKS.md: one section per benchmark, replaced on rerun; the finished
+runs behind a long benchmark's tables, kept in the repository."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -11,10 +13,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "BENCHMARKS.md"
+RESULTS = REPO / "benchmarks" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from engine.io import atomic_write_text  # noqa: E402
+from engine.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 
 def pyplot():
@@ -70,3 +73,40 @@ def write_section(title: str, script: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     atomic_write_text(BENCHMARKS, text.rstrip("\n") + "\n")
+
+
+def slug(label: str) -> str:
+    """``label`` as a file or folder name (no spaces, no commas)."""
+    return label.replace(" ", "-").replace(",", "")
+
+
+class FinishedRuns:
+    """The runs of a long benchmark already trained and probed under ``settings``, one JSON file per run.
+
+    They live in the repository (``benchmarks/results/``), not beside the checkpoints in ``runs/``: a table
+    that took hours of an idle machine is rebuilt from them on any clone (``--report-only``), and a stopped
+    command resumes after them. A run stored under other settings is not returned (and not reported).
+    """
+
+    def __init__(self, folder: Path, settings: dict) -> None:
+        self.folder, self.settings = folder, json.loads(json.dumps(settings))  # as stored: tuples are lists
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{slug(key)}.json"
+
+    def get(self, key: str) -> dict | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        stored = json.loads(path.read_text())
+        return stored["run"] if stored.get("settings") == self.settings else None
+
+    def put(self, key: str, run: dict) -> None:
+        record = {"settings": self.settings, "machine": machine(),
+                  "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "run": run}
+        atomic_write_json(self.path(key), record)
+
+    def forget(self) -> None:
+        """Drop every stored run (``--fresh``)."""
+        for old in self.folder.glob("*.json") if self.folder.is_dir() else ():
+            old.unlink()

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from report import FinishedRuns  # noqa: E402
+
 import accuracy  # noqa: E402
 
 
 def _args(tmp_path: Path, seeds: int = 5) -> argparse.Namespace:
-    return argparse.Namespace(out=tmp_path / "runs", shared=tmp_path / "shared", fractions=[0.2], seeds=seeds, threads=2)
+    return argparse.Namespace(out=tmp_path / "runs", records=tmp_path / "records", shared=tmp_path / "shared",
+                              fractions=[0.2], seeds=seeds, threads=2)
 
 
 def _images(folder: Path, count: int) -> None:
@@ -23,15 +26,14 @@ def _images(folder: Path, count: int) -> None:
         (folder / f"{i}.jpg").write_bytes(b"not decoded by a scan")
 
 
-def _finish(args: argparse.Namespace, budget: str, method: str, linear: float, *, seeds: int | None = None) -> None:
+def _finish(args: argparse.Namespace, budget: str, method: str, linear: float | dict, *, seeds: int | None = None) -> None:
     settings = accuracy.run_settings(accuracy.RECIPES["rsscn7"], budget, args)
     if seeds is not None:
         settings["seeds"] = seeds
-    scores = {"linear": [linear] * 5, "knn": [linear - 0.05] * 5, "random_linear": [0.4] * 5, "random_knn": [0.3] * 5}
+    scores = linear if isinstance(linear, dict) else {
+        "linear": [linear] * 5, "knn": [linear - 0.05] * 5, "random_linear": [0.4] * 5, "random_knn": [0.3] * 5}
     run = {"checkpoint": "c.pt", "steps": 10, "seconds": 1.0, "loss": -0.5, "collapse": 0.02, "probe": {"0.2": scores}}
-    folder = args.out / "rsscn7" / budget / method
-    folder.mkdir(parents=True)
-    (folder / "finished.json").write_text(json.dumps({"settings": settings, "run": run}))
+    FinishedRuns(args.records / "rsscn7" / budget, settings).put(method, run)
 
 
 @pytest.fixture
@@ -72,3 +74,22 @@ def test_the_curve_is_drawn_once_a_dataset_has_two_budgets(args: argparse.Namesp
     _finish(args, "60min", "litesrl", 0.55)
     assert accuracy.plot_curve(accuracy.gather(args), 0.2, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_is_kept_as_one_json_record_with_its_settings_and_machine(args: argparse.Namespace) -> None:
+    _finish(args, "15min", "litesrl", 0.48)
+    record = json.loads((args.records / "rsscn7" / "15min" / "litesrl.json").read_text())
+    assert record["settings"] == accuracy.run_settings(accuracy.RECIPES["rsscn7"], "15min", args)
+    assert "CPUs" in record["machine"] and record["run"]["steps"] == 10
+    assert not list(args.records.rglob("*.partial*"))  # written under a temporary name, then renamed
+
+
+def test_a_run_kept_only_as_its_summary_is_reported_as_published(args: argparse.Namespace) -> None:
+    summary = {"linear": [0.475, 0.02], "knn": [0.415, 0.021], "gain_linear": [0.056, 0.034],
+               "gain_knn": [0.116, 0.034], "random_linear": [0.419, 0.029], "random_knn": [0.299, 0.015]}
+    _finish(args, "15min", "litesrl", {"summary": summary})
+    _finish(args, "15min", "simclr", 0.55)
+    text = accuracy.report(accuracy.gather(args), args)
+    assert "| rsscn7 | 15min | 10 | 47.5 ± 2.0 | +5.6 ± 3.4 | 41.5 ± 2.1 | +11.6 ± 3.4 |" in text
+    assert "| simclr | 10 | 1 | -0.500 | 0.0200 | 55.0 ± 0.0 | 50.0 ± 0.0 | +15.0 ± 0.0 |" in text
+    assert "1 of these rows are kept only as their published mean ± std" in text
