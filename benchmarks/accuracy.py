@@ -143,9 +143,12 @@ def run_settings(recipe: Recipe, budget: str, args: argparse.Namespace) -> dict:
 
 
 def finished_run(runs: FinishedRuns, method: str) -> dict | None:
-    """The stored run of ``method`` (its probe keyed by label fraction), else None."""
-    run = runs.get(method)
-    return None if run is None else {**run, "probe": {float(f): p for f, p in run["probe"].items()}}
+    """The stored run of ``method`` (its probe keyed by label fraction; the machine that made it), else None."""
+    record = runs.record(method)
+    if record is None:
+        return None
+    machine = record.get("machine", "not recorded").split(", load average")[0]
+    return {**record["run"], "machine": machine, "probe": {float(f): p for f, p in record["run"]["probe"].items()}}
 
 
 def gather(args: argparse.Namespace) -> dict:
@@ -193,11 +196,18 @@ def cell(scores: dict, key: str, signed: bool = False) -> str:
 def report(results: dict, args: argparse.Namespace) -> str:
     where = args.records.relative_to(REPO) if args.records.is_relative_to(REPO) else args.records
     lines = [f"Freeze evaluation (logistic-regression probe, C by cross-validation on the training part; kNN k=20), "
-             f"{args.seeds} label splits, mean ± std %; each method pretrained for the stated wall-clock budget on this "
-             f"machine, one run at a time. Random init: one network scored on the same splits; \"vs random init\" is the "
-             f"paired per-split difference. The tables gather every finished run under `{where}/` made with "
-             f"these settings; one row is reproduced by `python benchmarks/accuracy.py --datasets D --methods M "
-             f"--budget B`.", ""]
+             f"{args.seeds} label splits, mean ± std %; each method pretrained for the stated wall-clock budget on an "
+             f"otherwise idle machine, one run at a time. Random init: one network scored on the same splits; "
+             f"\"vs random init\" is the paired per-split difference. The tables gather every finished run "
+             f"under `{where}/` made with these settings; one row is reproduced by "
+             f"`python benchmarks/accuracy.py --datasets D --methods M --budget B`.", ""]
+    machines: dict[str, list[str]] = {}
+    for (name, budget), result in results.items():
+        for method, row in result["rows"].items():
+            machines.setdefault(row["machine"], []).append(f"{name} {budget} {method}")
+    if len(machines) > 1:
+        lines += ["Machines (same kind, not the same speed: compare steps as well as accuracy): "
+                  + "; ".join(f"{machine}: {', '.join(rows)}" for machine, rows in machines.items()) + ".", ""]
     summarised = sum("summary" in scores for result in results.values() for row in result["rows"].values()
                      for scores in row["probe"].values())
     if summarised:

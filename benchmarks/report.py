@@ -94,12 +94,17 @@ class FinishedRuns:
     def path(self, key: str) -> Path:
         return self.folder / f"{slug(key)}.json"
 
-    def get(self, key: str) -> dict | None:
+    def record(self, key: str) -> dict | None:
+        """The whole stored record of ``key`` (settings, machine, date, run) when made with these settings."""
         path = self.path(key)
         if not path.is_file():
             return None
         stored = json.loads(path.read_text())
-        return stored["run"] if stored.get("settings") == self.settings else None
+        return stored if stored.get("settings") == self.settings else None
+
+    def get(self, key: str) -> dict | None:
+        record = self.record(key)
+        return None if record is None else record["run"]
 
     def put(self, key: str, run: dict) -> None:
         record = {"settings": self.settings, "machine": machine(),

@@ -93,3 +93,15 @@ def test_a_run_kept_only_as_its_summary_is_reported_as_published(args: argparse.
     assert "| rsscn7 | 15min | 10 | 47.5 ± 2.0 | +5.6 ± 3.4 | 41.5 ± 2.1 | +11.6 ± 3.4 |" in text
     assert "| simclr | 10 | 1 | -0.500 | 0.0200 | 55.0 ± 0.0 | 50.0 ± 0.0 | +15.0 ± 0.0 |" in text
     assert "1 of these rows are kept only as their published mean ± std" in text
+
+
+def test_rows_made_on_different_machines_say_which_machine_made_them(args: argparse.Namespace) -> None:
+    _finish(args, "15min", "litesrl", 0.48)
+    assert "Machines (" not in accuracy.report(accuracy.gather(args), args)  # one machine: the section header names it
+    _finish(args, "15min", "simclr", 0.55)
+    record_path = args.records / "rsscn7" / "15min" / "simclr.json"
+    record = json.loads(record_path.read_text())
+    record["machine"] = "another board, load average 0.10 at the end"
+    record_path.write_text(json.dumps(record))
+    text = accuracy.report(accuracy.gather(args), args)
+    assert "another board: rsscn7 15min simclr." in text
