@@ -147,8 +147,8 @@ def finished_run(runs: FinishedRuns, method: str) -> dict | None:
     record = runs.record(method)
     if record is None:
         return None
-    machine = record.get("machine", "not recorded").split(", load average")[0]
-    return {**record["run"], "machine": machine, "probe": {float(f): p for f, p in record["run"]["probe"].items()}}
+    probe = {float(f): p for f, p in record["run"]["probe"].items()}
+    return {**record["run"], "machine": record.get("machine", "not recorded"), "probe": probe}
 
 
 def gather(args: argparse.Namespace) -> dict:

@@ -39,8 +39,9 @@ def save_figure(figure, path: Path, dpi: int = 110) -> None:
     os.replace(partial, path)
 
 
-def machine() -> str:
-    """One line describing this machine and the software versions that matter for the figures."""
+def machine(load: bool = True) -> str:
+    """One line describing this machine and the software versions that matter for the figures (and, with
+    ``load``, the load average now: whether the figures were measured on a quiet machine)."""
     parts = [platform.platform(), platform.processor() or platform.machine(), f"{os.cpu_count()} CPUs",
              f"Python {platform.python_version()}"]
     torch = sys.modules.get("torch")
@@ -48,8 +49,8 @@ def machine() -> str:
         parts.append(f"torch {torch.__version__}")
         if torch.cuda.is_available():
             parts.append(f"GPU {torch.cuda.get_device_name(0)}")
-    load = os.getloadavg()
-    parts.append(f"load average {load[0]:.2f} at the end")
+    if load:
+        parts.append(f"load average {os.getloadavg()[0]:.2f} at the end")
     return ", ".join(parts)
 
 
@@ -107,7 +108,7 @@ class FinishedRuns:
         return None if record is None else record["run"]
 
     def put(self, key: str, run: dict) -> None:
-        record = {"settings": self.settings, "machine": machine(),
+        record = {"settings": self.settings, "machine": machine(load=False), "load_average": os.getloadavg()[0],
                   "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "run": run}
         atomic_write_json(self.path(key), record)
 
