@@ -13,6 +13,10 @@ from console.errors import ConsoleError
 
 console = Console(stderr=True)
 
+SAR_RADIOMETRY_HELP = ("SAR views: mild (speckle of 2-10 looks, brightness/contrast 0.2) or strong (speckle of 1-4 "
+                       "looks, brightness/contrast 0.4, a random display power law): strong keeps the clutter's "
+                       "grey levels from matching two views of one chip.")
+
 
 def parse_duration(text: str) -> float:
     """Seconds in ``text`` (``900s``, ``15min``, ``1.5h``), with the units every litesrl flag uses."""

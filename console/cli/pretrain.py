@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from console.cli.common import console, load_dataset, parse_duration, progress_bar
+from console.cli.common import SAR_RADIOMETRY_HELP, console, load_dataset, parse_duration, progress_bar
 from console.errors import ConsoleError
 
 
@@ -37,6 +37,7 @@ def pretrain(
     crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
     rotation: Annotated[str, typer.Option(help="rot90 (exact quarter turns) or any (any angle, then the "
                                                "largest inscribed crop; SAR targets seen from every azimuth).")] = "rot90",
+    sar_radiometry: Annotated[str, typer.Option(help=SAR_RADIOMETRY_HELP)] = "mild",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, order and augmentations.")] = 0,
     workers: Annotated[int, typer.Option(help="Background augmentation processes (0: augment in the training process).")] = 1,
@@ -65,6 +66,8 @@ def pretrain(
         raise ConsoleError(f"--crop-scale must be in (0, 1], got {crop_scale}")
     if rotation not in ("rot90", "any"):
         raise ConsoleError(f"unknown --rotation {rotation!r}; choose rot90 or any")
+    if sar_radiometry not in ("mild", "strong"):
+        raise ConsoleError(f"unknown --sar-radiometry {sar_radiometry!r}; choose mild or strong")
     checkpoint = out / CHECKPOINT_NAME
     if checkpoint.exists() and not resume:
         raise ConsoleError(f"{out} already holds a run; add --resume to continue it or choose another --out")
@@ -82,7 +85,8 @@ def pretrain(
     total = steps or max(1, round(epochs * per_epoch))
     config = PretrainConfig(
         model=ModelConfig(backbone=backbone, variant=variant, in_channels=1 if modality == "sar" else 3, stem=stem),
-        modality=modality, augment=AugmentConfig(size=image_size, crop_scale=(crop_scale, 1.0), rotation=rotation),
+        modality=modality, augment=AugmentConfig(size=image_size, crop_scale=(crop_scale, 1.0), rotation=rotation,
+                                                  sar_radiometry=sar_radiometry),
         batch_size=batch_size, steps=total, base_lr=lr, warmup_steps=warmup_steps, seed=seed,
     )
     options = RunOptions(out_dir=out, device=device, workers=workers, checkpoint_every=checkpoint_every,

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from console.cli.common import console, parse_duration, progress_bar
+from console.cli.common import SAR_RADIOMETRY_HELP, console, parse_duration, progress_bar
 from console.errors import ConsoleError
 from console.fleet.inventory import INVENTORY_ENV
 from engine.dhp.defaults import AVERAGE_EVERY, AVERAGE_WEIGHTING
@@ -68,6 +68,7 @@ def train(
     crop_scale: Annotated[float, typer.Option(help="Smallest area fraction of the random resized crop.")] = 0.2,
     rotation: Annotated[Literal["rot90", "any"], typer.Option(
         help="rot90 (exact quarter turns) or any (any angle, then the largest inscribed crop).")] = "rot90",
+    sar_radiometry: Annotated[Literal["mild", "strong"], typer.Option(help=SAR_RADIOMETRY_HELP)] = "mild",
     lr: Annotated[float, typer.Option(help="Base learning rate; peak = lr x batch / 256.")] = 0.05,
     warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up iterations.")] = 10,
     budget: Annotated[str | None, typer.Option(help="Wall-clock budget, e.g. 15min: the iteration count "
@@ -125,7 +126,8 @@ def train(
         cluster=cluster, mode=mode, policy=policy.replace("-", "_"), overlap=overlap, iterations=iterations,
         average_every=average_every, average_weighting=average_weighting,
         data=data, profile=profile, backbone=backbone, partitions=partitions, cut_after=cuts, batch_size=batch_size,
-        image_size=image_size, load_size=load_size, crop_scale=crop_scale, rotation=rotation, lr=lr,
+        image_size=image_size, load_size=load_size, crop_scale=crop_scale, rotation=rotation,
+        sar_radiometry=sar_radiometry, lr=lr,
         warmup_steps=warmup_steps, budget=budget_s, emulate_time=emulate_time, seed=seed, out=out, events=events, resume=resume,
         checkpoint_every=checkpoint_every, chain_timeout=chain_timeout, bandwidth=bandwidth, latency=latency,
         memory_accounting=memory_accounting, replicas=counts,

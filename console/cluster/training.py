@@ -53,6 +53,8 @@ class TrainJob:
     """Smallest area fraction of the random resized crop."""
     rotation: str = "rot90"
     """``rot90`` or ``any`` (the augmentation's rotation, as ``litesrl pretrain --rotation``)."""
+    sar_radiometry: str = "mild"
+    """SAR views: ``mild`` or ``strong`` (as ``litesrl pretrain --sar-radiometry``)."""
     lr: float = 0.05
     warmup_steps: int = 10
     """Linear warm-up iterations of the learning-rate schedule."""
@@ -173,7 +175,7 @@ def _settings(job: TrainJob, profile, session: ClusterSession):
     channels = profile.settings.channels
     data = DataSettings(path=str(job.data) if job.data else None, modality="sar" if channels == 1 else "optical",
                         load_size=job.load_size or int(view * 1.5), view_size=view, crop_scale=job.crop_scale,
-                        rotation=job.rotation, batch_size=batch, seed=job.seed)
+                        rotation=job.rotation, sar_radiometry=job.sar_radiometry, batch_size=batch, seed=job.seed)
     return RunSettings(
         model=ModelConfig(backbone=profile.settings.backbone, in_channels=channels),
         optim=OptimConfig(base_lr=job.lr, batch_size=batch, total_steps=job.iterations, warmup_steps=job.warmup_steps),

@@ -1,7 +1,8 @@
-"""Transforms torchvision lacks: exact 90-degree rotations and multiplicative Gamma speckle."""
+"""Transforms torchvision lacks: exact 90-degree rotations, multiplicative Gamma speckle and a random power law."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -58,3 +59,27 @@ class InscribedCrop(v2.Transform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         side = max(1, int(min(inpt.shape[-2:]) / 2**0.5) - 2)
         return v2.functional.center_crop(inpt, [side, side])
+
+
+class RandomPowerLaw(v2.Transform):
+    """I' = I ** g with g drawn log-uniformly from ``exponents``, on float images in [0, 1].
+
+    A SAR magnitude reaches 8 bit through a display mapping (a power or log law, a clip) that differs
+    between products and is rarely documented; a random exponent makes the encoder match two views by
+    the target's shape, not by the grey levels of the chip's clutter.
+    """
+
+    def __init__(self, exponents: tuple[float, float]) -> None:
+        super().__init__()
+        low, high = exponents
+        if not 0 < low <= high:
+            raise ValueError(f"power-law exponents must satisfy 0 < low <= high, got {exponents}")
+        self.log_low, self.log_high = math.log(low), math.log(high)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"exponent": math.exp(float(torch.empty(()).uniform_(self.log_low, self.log_high)))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
+            raise TypeError("RandomPowerLaw expects a float image tensor in [0, 1]")
+        return inpt.clamp(0.0, 1.0).pow(params["exponent"])

@@ -9,8 +9,9 @@ from typing import Literal
 import torch
 from torchvision.transforms import v2
 
-from engine.augment.ops import GammaSpeckle, InscribedCrop, RandomRot90
+from engine.augment.ops import GammaSpeckle, InscribedCrop, RandomPowerLaw, RandomRot90
 from engine.data.images import Modality
+from engine.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,42 @@ class AugmentConfig:
     """Optical only: probability of converting to grey (kept 3 channels)."""
     speckle_probability: float = 0.5
     """SAR only: probability of extra multiplicative Gamma speckle."""
+    sar_radiometry: Literal["mild", "strong"] = "mild"
+    """SAR only: ``mild`` (speckle of 2-10 looks with ``speckle_probability``, brightness/contrast 0.2) or
+    ``strong`` (speckle of 1-4 looks with probability 0.8, brightness/contrast 0.4, and a random display
+    power law I**g, g in 0.5-2): see ``SAR_RADIOMETRY``."""
     rotation: Literal["rot90", "any"] = "rot90"
     """``rot90``: exact quarter turns. ``any``: a uniform angle, then the largest centred square
     that holds no empty corner (side / sqrt 2) -- for overhead views and SAR targets, whose
     azimuth is arbitrary; it costs the image's border, so load images larger."""
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+@dataclass(frozen=True)
+class SarRadiometry:
+    """How far two views of one SAR chip may differ in grey levels."""
+
+    speckle_looks: tuple[float, float]
+    speckle_probability: float | None  # None: AugmentConfig.speckle_probability
+    jitter: float
+    power_law: tuple[float, float] | None
+
+
+SAR_RADIOMETRY = {
+    "mild": SarRadiometry((2.0, 10.0), None, 0.2, None),
+    # Two views of one chip share its clutter, whose grey levels alone can match them; re-imaging the
+    # chip with harsher speckle and another display mapping leaves the target's shape as the cue.
+    "strong": SarRadiometry((1.0, 4.0), 0.8, 0.4, (0.5, 2.0)),
+}
+
+
+def _check(config: AugmentConfig) -> None:
+    if config.sar_radiometry not in SAR_RADIOMETRY:
+        raise ConfigError(f"unknown SAR radiometry {config.sar_radiometry!r}; choose {' or '.join(SAR_RADIOMETRY)}")
+    if config.rotation not in ("rot90", "any"):
+        raise ConfigError(f"unknown rotation {config.rotation!r}; choose rot90 or any")
 
 
 def _blur(size: int, probability: float) -> v2.Transform:
@@ -59,12 +92,16 @@ def build_view_transform(modality: Modality, config: AugmentConfig, mean: torch.
         ]
     else:
         # No hue, saturation or grey conversion: a SAR magnitude has one channel and no colour.
+        sar = SAR_RADIOMETRY[config.sar_radiometry]
+        speckle_probability = config.speckle_probability if sar.speckle_probability is None else sar.speckle_probability
         radiometric = [
             v2.ToDtype(torch.float32, scale=True),
-            v2.RandomApply([GammaSpeckle()], p=config.speckle_probability),
-            v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=config.colour_probability),
+            v2.RandomApply([GammaSpeckle(sar.speckle_looks)], p=speckle_probability),
+            v2.RandomApply([v2.ColorJitter(brightness=sar.jitter, contrast=sar.jitter)], p=config.colour_probability),
             _blur(config.size, config.blur_probability),
         ]
+        if sar.power_law is not None:
+            radiometric.insert(2, v2.RandomApply([RandomPowerLaw(sar.power_law)], p=config.colour_probability))
     return v2.Compose(spatial + radiometric + [v2.Normalize(mean.tolist(), std.tolist())])
 
 

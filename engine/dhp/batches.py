@@ -40,6 +40,8 @@ class DataSettings:
     """Smallest area fraction of the random resized crop."""
     rotation: str = "rot90"
     """``rot90`` (exact quarter turns) or ``any`` (any angle, then the largest inscribed crop)."""
+    sar_radiometry: str = "mild"
+    """SAR views: ``mild`` or ``strong`` speckle and display-mapping changes (``AugmentConfig.sar_radiometry``)."""
     batch_size: int = 64
     """Images per mini-batch (two views each)."""
     seed: int = 0
@@ -52,13 +54,13 @@ class DataSettings:
             raise ConfigError(f"batch size must be >= 2 (BatchNorm needs more than one sample), got {self.batch_size}")
         if not 0 < self.crop_scale <= 1:
             raise ConfigError(f"crop scale must be in (0, 1], got {self.crop_scale}")
-        if self.rotation not in ("rot90", "any"):
-            raise ConfigError(f"unknown rotation {self.rotation!r}; choose rot90 or any")
+        self.augment  # noqa: B018  (AugmentConfig checks the rotation and the SAR radiometry)
 
     @property
     def augment(self) -> AugmentConfig:
         """The augmentation settings of the views (``litesrl pretrain``'s for the same flags)."""
-        return AugmentConfig(size=self.view_size, crop_scale=(self.crop_scale, 1.0), rotation=self.rotation)  # type: ignore[arg-type]
+        return AugmentConfig(size=self.view_size, crop_scale=(self.crop_scale, 1.0), rotation=self.rotation,  # type: ignore[arg-type]
+                             sar_radiometry=self.sar_radiometry)  # type: ignore[arg-type]
 
     @classmethod
     def of_recipe(cls, config: PretrainConfig, load_size: int, path: str | None = None) -> DataSettings:
@@ -67,9 +69,11 @@ class DataSettings:
         strengths a DHP run cannot carry."""
         data = cls(path=path, modality=config.modality, load_size=load_size, view_size=config.augment.size,
                    crop_scale=config.augment.crop_scale[0], rotation=config.augment.rotation,
+                   sar_radiometry=config.augment.sar_radiometry,
                    batch_size=config.batch_size, seed=config.seed)
         if data.augment != config.augment:
-            raise ConfigError(f"a DHP run takes the view size, crop scale and rotation only; got {config.augment}")
+            raise ConfigError("a DHP run takes the view size, crop scale, rotation and SAR radiometry only; "
+                              f"got {config.augment}")
         return data
 
     def to_dict(self) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(synthetic, tmp_path):
     assert_one_line_error(run("eval", "--data", synthetic, "--mode", "probe", "--no-tsne", check=False),
                           "unknown evaluation mode")
     assert_one_line_error(run("pretrain", "--data", synthetic, "--modality", "lidar", check=False), "unknown modality")
+    assert_one_line_error(run("pretrain", "--data", synthetic, "--sar-radiometry", "harsh", check=False),
+                          "unknown --sar-radiometry")
     bad_flag = run("pretrain", "--data", synthetic, "--batch-size", "many", check=False)
     assert bad_flag.returncode == 2 and "Traceback" not in bad_flag.stderr and "batch-size" in bad_flag.stderr
 
@@ -103,12 +105,15 @@ def test_end_to_end_on_real_optical_and_sar_images(tmp_path):
             for image in sorted(class_dir.iterdir())[:20]:
                 (subset / class_dir.name / image.name).symlink_to(image)
         out = tmp_path / f"{name}-run"
+        sar = ("--rotation", "any", "--sar-radiometry", "strong") if modality == "sar" else ()
         run("pretrain", "--data", subset, "--modality", modality, "--out", out, "--image-size", 32, "--batch-size", 16,
-            "--steps", 3, "--workers", 0)
+            "--steps", 3, "--workers", 0, *sar)
         # the MSTAR target, as the benchmark probes it
         centre = ("--load-size", 48, "--centre-crop", 30) if modality == "sar" else ()
         result = run("eval", "--data", subset, "--checkpoint", out / "checkpoint.pt", "--split", split, "--block-size", 5,
                      "--train-fraction", 0.5, "--epochs", 10, "--out", tmp_path / f"{name}-eval", "--json", *centre)
         payload = json.loads(result.stdout)
+        if modality == "sar":
+            assert json.loads((out / "config.json").read_text())["augment"]["sar_radiometry"] == "strong"
         assert payload["modality"] == modality and payload["train_images"] == 30 and payload["test_images"] == 30
         assert len(payload["per_class_accuracy"]) == 3

@@ -68,3 +68,48 @@ def test_any_angle_rotation_then_inscribed_crop_leaves_no_empty_corner():
     transform = build_view_transform("sar", AugmentConfig(size=24, rotation="any"), torch.tensor([0.5]), torch.tensor([0.25]))
     assert {"RandomRotation", "InscribedCrop"} <= set(_ops(transform))
     assert transform(white).shape == (1, 24, 24)
+
+
+def test_power_law_keeps_black_and_white_and_draws_exponents_log_uniformly():
+    from engine.augment.ops import RandomPowerLaw
+
+    ramp = torch.linspace(0.0, 1.0, 11).reshape(1, 1, 11)
+    transform = RandomPowerLaw((0.5, 2.0))
+    exponents = []
+    for seed in range(200):
+        torch.manual_seed(seed)
+        out = transform(ramp)
+        assert out[..., 0] == 0.0 and out[..., -1] == 1.0
+        assert torch.all(out[..., 1:] >= out[..., :-1])  # a display mapping never reorders grey levels
+        torch.manual_seed(seed)
+        exponents.append(transform.make_params([ramp])["exponent"])
+        assert torch.allclose(out, ramp ** exponents[-1])
+    assert 0.5 <= min(exponents) and max(exponents) <= 2.0
+    brighter = sum(e < 1.0 for e in exponents) / len(exponents)
+    assert 0.4 < brighter < 0.6  # log-uniform on [1/2, 2]: as often brighter as darker
+
+
+def test_strong_sar_radiometry_adds_the_power_law_and_harsher_speckle():
+    mild = build_view_transform("sar", AugmentConfig(size=24), torch.tensor([0.5]), torch.tensor([0.25]))
+    strong = build_view_transform("sar", AugmentConfig(size=24, sar_radiometry="strong"), torch.tensor([0.5]),
+                                  torch.tensor([0.25]))
+    assert "RandomPowerLaw" not in _ops(mild) and "RandomPowerLaw" in _ops(strong)
+
+    def speckle(transform):
+        return next(t for a in transform.transforms if isinstance(a, v2.RandomApply)
+                    for t in a.transforms if isinstance(t, GammaSpeckle))
+
+    (strong_low, strong_high), (mild_low, mild_high) = speckle(strong).looks, speckle(mild).looks
+    assert strong_low < mild_low and strong_high < mild_high  # fewer looks: stronger speckle
+    assert strong(torch.randint(0, 256, (1, 40, 40), dtype=torch.uint8)).shape == (1, 24, 24)
+
+
+def test_an_unknown_radiometry_or_rotation_is_a_config_error():
+    import pytest
+
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SAR radiometry"):
+        AugmentConfig(sar_radiometry="harsh")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="rotation"):
+        AugmentConfig(rotation="rot45")  # type: ignore[arg-type]
