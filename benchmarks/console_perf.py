@@ -18,7 +18,6 @@ import argparse
 import datetime
 import fcntl
 import os
-import platform
 import pty
 import select
 import signal
@@ -34,6 +33,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from report import machine  # noqa: E402  (benchmarks/report.py: one description of the machine)
 
 from console.cluster.local import read_state  # noqa: E402
 from engine.io import atomic_write_text  # noqa: E402
@@ -160,7 +161,7 @@ def main() -> None:
         f"## Console speed ({datetime.date.today().isoformat()})",
         "",
         "- command: `python benchmarks/console_perf.py`",
-        f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- machine: {machine(load=False)}",
         f"- the console in a {SIZE[1]}x{SIZE[0]} pseudo-terminal on the emulated cluster ({NODES} idle agents on this "
         f"machine); load average before the run {load:.2f}: the machine is shared, so the figures are indicative",
         "",

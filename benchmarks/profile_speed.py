@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from report import machine  # noqa: E402  (benchmarks/report.py: one description of the machine)
 
 import torch  # noqa: E402
 
@@ -65,8 +66,7 @@ def record(args: argparse.Namespace, config: ProfilerConfig, table: str, verdict
     section = (
         f"\n## CWB profiler speed ({datetime.date.today().isoformat()})\n\n"
         f"- command: `{command}`\n"
-        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}\n"
+        f"- machine: {machine(load=False)}\n"
         f"- Lite-SRL/ResNet-18, {config.image_size} x {config.image_size} px, batch {config.batch_size} (both views: "
         f"{2 * config.batch_size} rows), {config.optimizer}, {config.dtype}, {config.repeats} timed runs after "
         f"{config.warmup} warm-up runs per unit, {args.threads} torch threads; the machine is shared, so the "

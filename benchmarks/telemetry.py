@@ -14,14 +14,14 @@ import argparse
 import asyncio
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from report import machine  # noqa: E402  (benchmarks/report.py: one description of the machine)
 
 from engine.io import atomic_write_text  # noqa: E402
 from nodes.telemetry.json_form import sample_from_json, sample_to_json
@@ -109,8 +109,7 @@ def record(args: argparse.Namespace, table: str, verdict: str) -> None:
     section = (
         f"\n## Node telemetry CPU cost ({datetime.date.today().isoformat()})\n\n"
         f"- command: `{command}`\n"
-        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n"
+        f"- machine: {machine(load=False)}\n"
         f"- {args.samples} psutil samples streamed every {args.interval:g} s; {args.lines} decodes and parses; CPU time "
         f"from time.process_time (the machine is shared, so wall-clock load from others does not count)\n\n"
         f"{table}\n\n{verdict}\n"
