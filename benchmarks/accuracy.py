@@ -21,6 +21,10 @@ Recipes (why each choice, in README "Getting a real gain on a CPU budget"):
 - mstar (SAR): pretrain on the 128 px chips without labels, 64 px views, batch 32, base lr 0.5,
   crop scale 0.5-1, rotations by any angle (targets are seen from every azimuth); block split of
   10 neighbouring files (neighbours are near-duplicates), the probe sees the centre 80 px.
+- mstar-strong, mstar-96, mstar-half: the mstar recipe with one change each, to find what flattens its budget
+  curve: harsher SAR radiometry (``AugmentConfig.sar_radiometry="strong"``), 96 px views (and probe input), or
+  a seeded random half of the pool (if half the chips buy the same accuracy, more chips of the kind would not help).
+  Their runs are kept and reported under their own names (``--datasets mstar-96``).
 The baselines keep each recipe's learning rate; their papers tune theirs for other batches.
 """
 
@@ -48,6 +52,7 @@ from engine.protocol import mean_std, run_protocol  # noqa: E402
 OURS = ("litesrl", "simsiam")
 BASELINES = ("simclr", "mocov2", "byol", "swav")
 CURVE_PNG = REPO / "assets" / "benchmarks" / "budget_curve.png"
+SECTION = "Accuracy on real data: methods vs random init (protocol probes)"
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,25 @@ class Recipe:
     split: str
     probe_center: int | None = None
     view_size: int = 64
+    sar_radiometry: str = "mild"
+    pool_fraction: float = 1.0  # a seeded random part of the pool: is the pool what limits the gain?
+
+    def pool_images(self, pool: ImageSet) -> ImageSet:
+        if self.pool_fraction >= 1:
+            return pool
+        keep = round(len(pool) * self.pool_fraction)
+        return pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:keep])
 
 
 RECIPES = {
     "rsscn7": Recipe("rsscn7", ("rsscn7_pool128", "rsscn7"), "optical", 96, 64, 0.2, (0.2, 1.0), "rot90", "stratified"),
     "mstar": Recipe("mstar_soc10", ("mstar_soc10",), "sar", 128, 32, 0.5, (0.5, 1.0), "any", "block", probe_center=80),
+    "mstar-strong": Recipe("mstar_soc10", ("mstar_soc10",), "sar", 128, 32, 0.5, (0.5, 1.0), "any", "block",
+                           probe_center=80, sar_radiometry="strong"),
+    "mstar-96": Recipe("mstar_soc10", ("mstar_soc10",), "sar", 128, 32, 0.5, (0.5, 1.0), "any", "block",
+                       probe_center=80, view_size=96),
+    "mstar-half": Recipe("mstar_soc10", ("mstar_soc10",), "sar", 128, 32, 0.5, (0.5, 1.0), "any", "block",
+                         probe_center=80, pool_fraction=0.5),
 }
 
 
@@ -75,7 +94,8 @@ def pretrain(recipe: Recipe, method: str, pool: ImageSet, budget_s: float, out: 
     channels = 1 if recipe.modality == "sar" else 3
     config = PretrainConfig(
         model=ModelConfig(in_channels=channels, variant=method if method in OURS else "litesrl"), modality=recipe.modality,
-        augment=AugmentConfig(size=recipe.view_size, crop_scale=recipe.crop_scale, rotation=recipe.rotation),
+        augment=AugmentConfig(size=recipe.view_size, crop_scale=recipe.crop_scale, rotation=recipe.rotation,
+                              sar_radiometry=recipe.sar_radiometry),
         batch_size=recipe.batch_size, steps=10**6, base_lr=recipe.base_lr)
     options = RunOptions(out_dir=out, workers=1, time_budget=budget_s)
     if method in OURS:
@@ -121,7 +141,8 @@ def run_dataset(name: str, recipe: Recipe, budget: str, args: argparse.Namespace
     if not todo:
         return  # nothing to train: the images are not decoded
     datasets = args.shared / "datasets"
-    pool = load_images(scan_unlabelled([datasets / part for part in recipe.pool]), recipe.modality, recipe.load_size)
+    pool = recipe.pool_images(load_images(scan_unlabelled([datasets / part for part in recipe.pool]), recipe.modality,
+                                          recipe.load_size))
     classes, records = scan_labelled(datasets / recipe.labelled)
     labelled = load_images(records, recipe.modality, recipe.load_size, classes)
     if recipe.probe_center:
@@ -167,7 +188,8 @@ def gather(args: argparse.Namespace) -> dict:
             runs = FinishedRuns(folder / budget, run_settings(recipe, budget, args))
             rows = {m: run for m in OURS + BASELINES if (run := finished_run(runs, m)) is not None}
             if rows:
-                counts = counts or {"pool": len(scan_unlabelled([datasets / part for part in recipe.pool])),
+                pool = len(scan_unlabelled([datasets / part for part in recipe.pool]))
+                counts = counts or {"pool": round(pool * min(1.0, recipe.pool_fraction)),
                                     "labelled": len(scan_labelled(datasets / recipe.labelled)[1])}
                 results[(name, budget)] = {**counts, "rows": rows}
     return results
@@ -200,7 +222,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
              f"otherwise idle machine, one run at a time. Random init: one network scored on the same splits; "
              f"\"vs random init\" is the paired per-split difference. The tables gather every finished run "
              f"under `{where}/` made with these settings; one row is reproduced by "
-             f"`python benchmarks/accuracy.py --datasets D --methods M --budget B`.", ""]
+             f"`python benchmarks/accuracy.py --datasets D --methods M --budget B{elsewhere(args, where)}`.", ""]
     machines: dict[str, list[str]] = {}
     for (name, budget), result in results.items():
         for method, row in result["rows"].items():
@@ -213,11 +235,13 @@ def report(results: dict, args: argparse.Namespace) -> str:
     if summarised:
         lines += [f"{summarised} of these rows are kept only as their published mean ± std (`summary` in their "
                   f"record): their per-split values were lost with the machine that ran them.", ""]
-    lines += budget_curve(results, args.fractions[0])
+    lines += budget_curve(results, args.fractions)
+    lines += kept_evaluations(args.records)
     for (name, budget), result in results.items():
         recipe = RECIPES[name]
         for fraction in args.fractions:
-            lines += [f"**{recipe.labelled}**, {budget}, {fraction:.0%} labels ({recipe.modality}, {recipe.split} split; "
+            called = "" if name == recipe.labelled.split("_")[0] else f", recipe `{name}`"
+            lines += [f"**{recipe.labelled}**{called}, {budget}, {fraction:.0%} labels ({recipe.modality}, {recipe.split} split; "
                       f"pretraining pool {result['pool']} images, probe on {result['labelled']} labelled images)", "",
                       "| method | steps | pretrain s | final loss | collapse std | linear % | kNN % | vs random init (linear) |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -232,46 +256,80 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def budget_curve(results: dict, fraction: float) -> list[str]:
-    """Lite-SRL's gain over random init against its pretraining budget: does it grow with compute?"""
+def elsewhere(args: argparse.Namespace, where: Path) -> str:
+    """The flags that point a rerun at these records, when they are not the main table's."""
+    if args.records.resolve() == (RESULTS / "accuracy").resolve():
+        return ""
+    return f" --records {where} --fractions {','.join(f'{f:g}' for f in args.fractions)}"
+
+
+def kept_evaluations(records: Path) -> list[str]:
+    """``litesrl eval`` tables kept beside the runs (``<records>/<name>/protocol.md`` with the ``command.txt``
+    that made them): other label fractions of a kept checkpoint, without pretraining it again."""
+    lines = []
+    for table in sorted(records.glob("*/protocol.md")):
+        command = (table.parent / "command.txt").read_text().strip() if (table.parent / "command.txt").is_file() else "?"
+        lines += [f"**`{table.parent.name}`**: `{command}`", "", table.read_text().strip(), ""]
+    return lines
+
+
+def budget_curve(results: dict, fractions: list[float]) -> list[str]:
+    """Lite-SRL's gain over random init against its pretraining budget: does it grow with compute?
+
+    With several label fractions each run has a row per fraction: a gain that shrinks as labels grow says
+    the probe, not the encoder, is what the extra labels improve."""
     curve = [(name, budget, result["rows"]["litesrl"]) for (name, budget), result in results.items()
              if "litesrl" in result["rows"]]
     if not curve:
         return []
-    lines = [f"**Budget curve** (Lite-SRL, {fraction:.0%} labels)", "",
-             "| dataset | budget | steps | linear % | vs random init (linear) | kNN % | vs random init (kNN) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    several = len(fractions) > 1
+    labels = ", ".join(f"{f:.0%}" for f in fractions)
+    lines = [f"**Budget curve** (Lite-SRL, {labels} labels)", "",
+             "| recipe | budget | steps |" + (" labels |" if several else "")
+             + " linear % | vs random init (linear) | kNN % | vs random init (kNN) |",
+             "|---|---|---:|" + ("---:|" if several else "") + "---:|---:|---:|---:|"]
     for name, budget, row in curve:
-        scores = row["probe"][fraction]
-        lines.append(f"| {name} | {budget} | {row['steps']} | {cell(scores, 'linear')} "
-                     f"| {cell(scores, 'gain_linear', signed=True)} | {cell(scores, 'knn')} "
-                     f"| {cell(scores, 'gain_knn', signed=True)} |")
+        for fraction in fractions:
+            scores = row["probe"][fraction]
+            lines.append(f"| {name} | {budget} | {row['steps']} |" + (f" {fraction:.0%} |" if several else "")
+                         + f" {cell(scores, 'linear')} | {cell(scores, 'gain_linear', signed=True)} "
+                         f"| {cell(scores, 'knn')} | {cell(scores, 'gain_knn', signed=True)} |")
     return lines + [""]
 
 
 def plot_curve(results: dict, fraction: float, path: Path) -> bool:
-    """Draw Lite-SRL's linear-probe accuracy (and random init's) against the budget, one panel per dataset."""
-    curves: dict[str, list[tuple[float, dict]]] = {}
+    """Draw Lite-SRL's linear-probe and kNN accuracy against the budget, one panel per dataset, one colour per
+    recipe (random init in grey: it is the same network on the same probe whatever the recipe)."""
+    curves: dict[str, dict[str, list[tuple[float, dict]]]] = {}
     for (name, budget), result in results.items():
         if "litesrl" in result["rows"]:
-            curves.setdefault(name, []).append((parse_duration_ms(budget) / 60_000, result["rows"]["litesrl"]["probe"][fraction]))
-    if not any(len(points) > 1 for points in curves.values()):
+            points = curves.setdefault(RECIPES[name].labelled, {}).setdefault(name, [])
+            points.append((parse_duration_ms(budget) / 60_000, result["rows"]["litesrl"]["probe"][fraction]))
+    if not any(len(points) > 1 for recipes in curves.values() for points in recipes.values()):
         return False
-    figure, panels = pyplot().subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
-    for axes, (name, points) in zip(panels[0], sorted(curves.items())):
-        minutes = [m for m, _ in points]
-        for key, label, style in (("linear", "Lite-SRL, linear probe", "o-"), ("knn", "Lite-SRL, kNN", "s--"),
-                                  ("random_linear", "random init, linear", "o:"), ("random_knn", "random init, kNN", "s:")):
-            stats = [stat(scores, key) for _, scores in points]
-            axes.errorbar(minutes, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats], fmt=style,
-                          capsize=3, label=label, color="tab:blue" if key.endswith("linear") else "tab:orange",
-                          alpha=1.0 if not key.startswith("random") else 0.6)
+    figure, panels = pyplot().subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red")
+    for axes, (dataset, recipes) in zip(panels[0], sorted(curves.items())):
+        budgets: set[float] = set()
+        for colour, (name, points) in zip(colours, sorted(recipes.items())):
+            minutes = [m for m, _ in points]
+            budgets.update(minutes)
+            for key, probe, style in (("linear", "linear", "o-"), ("knn", "kNN", "s--")):
+                stats = [stat(scores, key) for _, scores in points]
+                axes.errorbar(minutes, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats], fmt=style,
+                              capsize=3, color=colour, label=f"{name}, {probe}")
+        # random init does not depend on the budget: one band per probe from the longest-budget point
+        random_scores = max((points[-1] for points in recipes.values()), key=lambda point: point[0])[1]
+        for key, probe, style in (("random_linear", "linear", ":"), ("random_knn", "kNN", "-.")):
+            mean, _ = stat(random_scores, key)
+            axes.axhline(100 * mean, color="grey", linestyle=style, linewidth=1, label=f"random init, {probe}")
+        ticks = sorted(budgets)
         axes.set_xscale("log")
         axes.minorticks_off()
-        axes.set_xticks(minutes, [f"{m:g} min" for m in minutes])
+        axes.set_xticks(ticks, [f"{m:g} min" for m in ticks])
         axes.set_xlabel("pretraining budget (wall clock, 2 CPU cores)")
         axes.set_ylabel(f"accuracy %, {fraction:.0%} labels")
-        axes.set_title(RECIPES[name].labelled, fontsize=10)
+        axes.set_title(dataset, fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
     save_figure(figure, path)
@@ -282,7 +340,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="15min", help="pretraining wall-clock budget(s) per method, "
                                                           "comma-separated (e.g. 5min,15min,60min)")
-    parser.add_argument("--datasets", nargs="+", choices=sorted(RECIPES), default=sorted(RECIPES, reverse=True))
+    parser.add_argument("--datasets", nargs="+", choices=sorted(RECIPES), default=["rsscn7", "mstar"])
     parser.add_argument("--methods", nargs="+", choices=OURS + BASELINES, default=list(OURS))
     parser.add_argument("--fractions", default="0.2", help="label fractions, comma-separated (paper: 0.1,0.2,0.5)")
     parser.add_argument("--seeds", type=int, default=5, help="label splits per encoder")
@@ -319,11 +377,13 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2,
                                                       default=str) + "\n")
     body = report(results, args)
-    if not args.no_write and plot_curve(results, args.fractions[0], CURVE_PNG):
+    main_records = args.records.resolve() == (RESULTS / "accuracy").resolve()
+    if not args.no_write and main_records and plot_curve(results, args.fractions[0], CURVE_PNG):
         body += f"\n![Budget curve: accuracy against pretraining time]({CURVE_PNG.relative_to(REPO)})\n"
     print(body)
-    if not args.no_write:
-        write_section("Accuracy on real data: methods vs random init (protocol probes)", "accuracy.py", body)
+    if not args.no_write:  # experiments kept under another --records get their own section
+        title = SECTION if main_records else f"Accuracy experiments: {args.records.name}"
+        write_section(title, "accuracy.py", body)
 
 
 if __name__ == "__main__":
