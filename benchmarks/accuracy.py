@@ -71,10 +71,13 @@ class Recipe:
     sar_radiometry: str = "mild"
     pool_fraction: float = 1.0  # a seeded random part of the pool: is the pool what limits the gain?
 
+    def pool_size(self, total: int) -> int:
+        return total if self.pool_fraction >= 1 else round(total * self.pool_fraction)
+
     def pool_images(self, pool: ImageSet) -> ImageSet:
-        if self.pool_fraction >= 1:
+        keep = self.pool_size(len(pool))
+        if keep == len(pool):
             return pool
-        keep = round(len(pool) * self.pool_fraction)
         return pool.subset(torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:keep])
 
 
@@ -188,8 +191,7 @@ def gather(args: argparse.Namespace) -> dict:
             runs = FinishedRuns(folder / budget, run_settings(recipe, budget, args))
             rows = {m: run for m in OURS + BASELINES if (run := finished_run(runs, m)) is not None}
             if rows:
-                pool = len(scan_unlabelled([datasets / part for part in recipe.pool]))
-                counts = counts or {"pool": round(pool * min(1.0, recipe.pool_fraction)),
+                counts = counts or {"pool": recipe.pool_size(len(scan_unlabelled([datasets / part for part in recipe.pool]))),
                                     "labelled": len(scan_labelled(datasets / recipe.labelled)[1])}
                 results[(name, budget)] = {**counts, "rows": rows}
     return results
@@ -256,9 +258,14 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def main_table(records: Path) -> bool:
+    """Whether ``records`` are the main table's (the others are experiments, reported apart)."""
+    return records.resolve() == (RESULTS / "accuracy").resolve()
+
+
 def elsewhere(args: argparse.Namespace, where: Path) -> str:
     """The flags that point a rerun at these records, when they are not the main table's."""
-    if args.records.resolve() == (RESULTS / "accuracy").resolve():
+    if main_table(args.records):
         return ""
     return f" --records {where} --fractions {','.join(f'{f:g}' for f in args.fractions)}"
 
@@ -377,7 +384,7 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps({f"{n} {b}": r for (n, b), r in results.items()}, indent=2,
                                                       default=str) + "\n")
     body = report(results, args)
-    main_records = args.records.resolve() == (RESULTS / "accuracy").resolve()
+    main_records = main_table(args.records)
     if not args.no_write and main_records and plot_curve(results, args.fractions[0], CURVE_PNG):
         body += f"\n![Budget curve: accuracy against pretraining time]({CURVE_PNG.relative_to(REPO)})\n"
     print(body)
